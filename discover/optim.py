@@ -1,0 +1,157 @@
+"""`ProgramOptimizer`: any program, built-in or discovered, as a real `torch.optim.Optimizer`.
+
+It knows nothing of programs beyond the compiled step and the declared state:
+hyperparameters are `param_groups` entries (so schedulers can drive any of
+them), state lives in ``self.state[p]`` under the program's state names plus
+``"step"``, and `state_dict` / `load_state_dict` / hooks / closures come from
+`torch.optim.Optimizer` itself.
+
+Example:
+    >>> import torch
+    >>> model = torch.nn.Linear(3, 1)
+    >>> opt = ProgramOptimizer(model.parameters(), "adam", lr=1e-2)
+    >>> sched = torch.optim.lr_scheduler.StepLR(opt, step_size=10)
+    >>> loss = model(torch.ones(2, 3)).sum(); loss.backward()
+    >>> opt.step(); opt.zero_grad(); sched.step()
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from .compile.backends import compile_step
+from .lang.ir import Const, Program
+from .library import load
+
+# Keys torch itself or its schedulers put into param groups.
+_TORCH_GROUP_KEYS = {"params", "name", "initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum",
+                     "differentiable", "foreach", "fused", "capturable", "maximize"}
+
+
+class ProgramOptimizer(Optimizer):
+    """Run `program` as a torch optimizer.
+
+    Args:
+        params: parameters or param-group dicts, as for any torch optimizer.
+        program: a built-in name (``"adam"``), a composition (``"lookahead+adam"``),
+            a path to a ``.opt`` file, or a `Program`.
+        backend: ``"auto"`` (the fastest measured), ``"foreach"``, ``"fused"`` or ``"reference"``.
+        **hyperparameters: values for the program's hyperparameters; the rest keep
+            the program's defaults. Unknown names raise `ValueError` listing the allowed ones.
+
+    Example:
+        >>> import torch
+        >>> w = torch.nn.Parameter(torch.ones(3))
+        >>> opt = ProgramOptimizer([w], "sgd", lr=0.5)
+        >>> w.grad = torch.ones(3); opt.step()
+        >>> w.data
+        tensor([0.5000, 0.5000, 0.5000])
+    """
+
+    def __init__(self, params: Iterable[Any], program: "str | Path | Program" = "adam", *,
+                 backend: str = "auto", **hyperparameters: float) -> None:
+        self.program = load(program)
+        if self.program.is_wrapper:
+            raise ValueError(f"'{self.program.name}' wraps another optimizer's update; "
+                             f"give it one to wrap, e.g. '{self.program.name}+adam'")
+        self._check_hyperparameters(hyperparameters, "ProgramOptimizer()")
+        defaults = {**self.program.defaults, **hyperparameters}
+        self.backend = backend
+        self._step_fn: Callable[..., dict] = compile_step(self.program, backend)
+        super().__init__(params, defaults)
+
+    # ------------------------------------------------------------------ contract
+    def _check_hyperparameters(self, given: dict[str, Any], where: str, extra: set[str] = frozenset()) -> None:
+        allowed = self.program.hparam_names
+        unknown = sorted(k for k in given if k not in allowed and k not in extra)
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown hyperparameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+                f"for program '{self.program.name}'; allowed: {', '.join(allowed) or '(none)'}")
+        for key in given:
+            if key in allowed:
+                value = given[key]
+                if isinstance(value, Tensor):
+                    if value.numel() != 1:
+                        raise ValueError(f"{where}: hyperparameter {key!r} must be a number, got a tensor of shape {tuple(value.shape)}")
+                elif not isinstance(value, (int, float)) or isinstance(value, bool):
+                    raise ValueError(f"{where}: hyperparameter {key!r} must be a number, got {value!r}")
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group; its keys must be the program's hyperparameters (or torch's own group keys)."""
+        if hasattr(self, "program"):
+            self._check_hyperparameters({k: v for k, v in param_group.items() if k != "params"},
+                                        "param group", extra=_TORCH_GROUP_KEYS)
+        super().add_param_group(param_group)
+
+    def _init_state(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        state["step"] = 0
+        for s in self.program.states:
+            if isinstance(s.init, Const):
+                value = s.init.value
+            elif s.init.name == "w":
+                state[s.name] = p.detach().clone(memory_format=torch.preserve_format)
+                continue
+            else:
+                value = _as_float(group[s.init.name])
+            state[s.name] = float(value) if s.scalar else torch.full_like(p, value, memory_format=torch.preserve_format)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One optimization step; `closure` (re-evaluating the loss) is optional."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        names = self.program.state_names
+        for group in self.param_groups:
+            hparams = {name: _as_float(group[name]) for name in self.program.hparam_names}
+            buckets: dict[tuple, dict[str, list]] = defaultdict(lambda: {"p": [], "g": [], "step": [], "st": []})
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if grad.is_sparse:
+                    raise RuntimeError(
+                        f"ProgramOptimizer('{self.program.name}') does not support sparse gradients "
+                        f"(a parameter of shape {tuple(p.shape)} has one); use dense gradients, "
+                        "e.g. nn.Embedding(..., sparse=False), or torch.optim.SparseAdam")
+                if torch.is_complex(p):
+                    raise RuntimeError("ProgramOptimizer does not support complex parameters; "
+                                       "use torch.view_as_real on them")
+                state = self.state[p]
+                if not state:
+                    self._init_state(p, state, group)
+                state["step"] += 1
+                bucket = buckets[(p.device, p.dtype)]
+                bucket["p"].append(p)
+                bucket["g"].append(grad)
+                bucket["step"].append(state["step"])
+                bucket["st"].append(state)
+            for bucket in buckets.values():
+                states = {n: [st[n] for st in bucket["st"]] for n in names}
+                new_scalars = self._step_fn(bucket["p"], bucket["g"], states, bucket["step"], hparams)
+                for name, values in new_scalars.items():
+                    for st, value in zip(bucket["st"], values):
+                        st[name] = value
+        return loss
+
+    def __repr__(self) -> str:
+        lines = [f"ProgramOptimizer(program={self.program.name!r}, backend={self.backend!r}"]
+        for i, group in enumerate(self.param_groups):
+            hp = ", ".join(f"{k}={group[k]}" for k in self.program.hparam_names)
+            lines.append(f"  group {i}: {hp}")
+        return "\n".join(lines) + ")"
+
+
+def _as_float(value: Any) -> float:
+    if isinstance(value, Tensor):
+        return float(value.item())
+    value = float(value)
+    return value if math.isfinite(value) or True else value
