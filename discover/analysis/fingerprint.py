@@ -1,0 +1,108 @@
+"""Behavioural fingerprints: what a program does to fixed probe inputs over a few steps.
+
+Two programs with the same probe trace are treated as the same optimizer: the
+search cache reuses scores by fingerprint, and every simplification is proved
+by comparing traces before and after.
+
+The probe runs the program as an optimizer would, in float64, on two small
+parameter tensors (so per-tensor reductions are exercised on different
+shapes) with gradients of varied scale and sign, using the program's own
+default hyperparameters.
+
+Example:
+    >>> from discover import load
+    >>> fingerprint(load("adam")) == fingerprint(load("adam"))
+    True
+    >>> equivalent(load("adam"), load("adamw"))
+    False
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+import torch
+
+from ..compile.reference import evaluate
+from ..lang.ir import Const, Program
+
+PROBE_STEPS = 6
+_SHAPES = ((7,), (3, 5))
+
+
+def _probe_inputs(steps: int, seed: int) -> list[dict[str, Any]]:
+    gen = torch.Generator().manual_seed(seed)
+    probes = []
+    for shape in _SHAPES:
+        w = torch.randn(shape, generator=gen, dtype=torch.float64)
+        scales = torch.logspace(-2, 1, steps, dtype=torch.float64)[torch.randperm(steps, generator=gen)]
+        grads = [torch.randn(shape, generator=gen, dtype=torch.float64) * s for s in scales]
+        wrapped = [torch.randn(shape, generator=gen, dtype=torch.float64) * 1e-2 for _ in range(steps)]
+        probes.append({"w": w, "g": grads, "u": wrapped})
+    return probes
+
+
+def probe_trace(program: Program, steps: int = PROBE_STEPS, seed: int = 0) -> torch.Tensor:
+    """The updates `program` makes on the probe inputs: a float64 tensor (steps, values).
+
+    NaN or inf are kept as they come; a program that raises gives an all-NaN trace.
+    """
+    rows = [[] for _ in range(steps)]
+    hp = program.defaults
+    for probe in _probe_inputs(steps, seed):
+        w = probe["w"].clone()
+        state: dict[str, Any] = {}
+        for s in program.states:
+            init = s.init.value if isinstance(s.init, Const) else (w.clone() if s.init.name == "w" else hp[s.init.name])
+            state[s.name] = init if (s.scalar or isinstance(init, torch.Tensor)) else torch.full_like(w, init)
+        for t in range(steps):
+            env = {**hp, **state, "w": w, "g": probe["g"][t], "u": probe["u"][t], "step": t + 1}
+            try:
+                update, *new_state = evaluate(program, env)
+                update = torch.as_tensor(update, dtype=torch.float64).expand_as(w)
+            except Exception:  # a broken program is a behaviour too: all NaN
+                update, new_state = torch.full_like(w, math.nan), list(state.values())
+            rows[t].append(update.reshape(-1))
+            for s, value in zip(program.states, new_state):
+                if s.scalar:
+                    state[s.name] = value
+                else:
+                    state[s.name] = torch.as_tensor(value, dtype=torch.float64).expand_as(w).clone()
+            w = w - update
+    return torch.stack([torch.cat(r) for r in rows])
+
+
+def fingerprint(program: Program, steps: int = PROBE_STEPS, digits: int = 6) -> str:
+    """A short hash of the probe trace, rounded to `digits` significant digits.
+
+    Example:
+        >>> from discover import load
+        >>> len(fingerprint(load("sgd")))
+        16
+    """
+    trace = probe_trace(program, steps)
+    text = ",".join(_round(v, digits) for v in trace.reshape(-1).tolist())
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _round(value: float, digits: int) -> str:
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == 0:
+        return "0"
+    return f"{value:.{digits - 1}e}"
+
+
+def equivalent(a: Program, b: Program, steps: int = 8, rtol: float = 1e-7, atol: float = 1e-12) -> bool:
+    """True when `a` and `b` make the same updates on the probe inputs (NaN matches NaN).
+
+    Example:
+        >>> from discover import load, parse
+        >>> equivalent(load("sgd"), parse("def sgd(w, g, *, lr=1e-3, weight_decay=0.0):\\n    return lr * g + lr * weight_decay * w\\n"))
+        True
+    """
+    ta, tb = probe_trace(a, steps), probe_trace(b, steps)
+    return bool(torch.allclose(ta, tb, rtol=rtol, atol=atol, equal_nan=True))

@@ -1,0 +1,1 @@
+"""CLI subcommands, one module each; `discover.cli` registers every module found here."""
