@@ -241,7 +241,7 @@ _OPS: list[Op] = [
     _op("where", 3, "a where c != 0 else b", _where, lambda c, a, b: _sym().Piecewise((a, _sym().Ne(c, 0)), (b, True)), weight=0.3),
     _op("interp", 3, "(1 - a) * x + a * y: an EMA step when y is the average and a its decay", _interp, lambda x, y, a: (1 - a) * x + a * y, weight=3),
     # elementwise functions
-    _op("abs", 1, "|x|", _unary(torch.abs, np.abs), lambda x: _sym().Abs(x), weight=1),
+    _op("abs", 1, "absolute value", _unary(torch.abs, np.abs), lambda x: _sym().Abs(x), weight=1),
     _op("sign", 1, "-1, 0 or 1 (NaN stays NaN)", _sign, lambda x: _sym().sign(x), weight=1.5),
     _op("sqrt", 1, "square root (NaN below 0)", _unary(torch.sqrt, np.sqrt), lambda x: _sym().sqrt(x), weight=2),
     _op("rsqrt", 1, "1 / sqrt(x)", _unary(torch.rsqrt, lambda x: 1 / np.sqrt(x)), lambda x: 1 / _sym().sqrt(x), weight=1),
