@@ -16,7 +16,6 @@ Example:
 """
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -153,5 +152,4 @@ class ProgramOptimizer(Optimizer):
 def _as_float(value: Any) -> float:
     if isinstance(value, Tensor):
         return float(value.item())
-    value = float(value)
-    return value if math.isfinite(value) or True else value
+    return float(value)
