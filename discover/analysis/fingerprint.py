@@ -106,3 +106,94 @@ def equivalent(a: Program, b: Program, steps: int = 8, rtol: float = 1e-7, atol:
     """
     ta, tb = probe_trace(a, steps), probe_trace(b, steps)
     return bool(torch.allclose(ta, tb, rtol=rtol, atol=atol, equal_nan=True))
+
+
+# --------------------------------------------------------------------------- probing (analysis)
+def initial_state(program: Program, w: torch.Tensor, hparams: dict[str, float]) -> dict[str, Any]:
+    """The program's state before its first step, for parameter `w` (float64 probes)."""
+    state: dict[str, Any] = {}
+    for s in program.states:
+        init = s.init.value if isinstance(s.init, Const) else (w.clone() if s.init.name == "w" else hparams[s.init.name])
+        state[s.name] = init if (s.scalar or isinstance(init, torch.Tensor)) else torch.full_like(w, init)
+    return state
+
+
+def run_probe(program: Program, w: torch.Tensor, grads: list[torch.Tensor], *,
+              hparams: dict[str, float] | None = None, update_w: bool = False,
+              wrapped: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """The updates `program` makes for the gradients `grads`, one step each, from parameter `w`.
+
+    With ``update_w=False`` the parameter stays at `w` (so only the gradients and
+    the state drive the updates: what property probes want); `hparams` override
+    the defaults. A step that raises gives NaN from then on.
+
+    Example:
+        >>> from discover import load
+        >>> g = torch.tensor([1.0, -2.0], dtype=torch.float64)
+        >>> [u.tolist() for u in run_probe(load("sgd"), torch.zeros(2, dtype=torch.float64), [g], hparams={"lr": 0.5})]
+        [[0.5, -1.0]]
+    """
+    hp = {**program.defaults, **(hparams or {})}
+    state = initial_state(program, w, hp)
+    out = []
+    failed = False
+    for t, g in enumerate(grads):
+        if failed:
+            out.append(torch.full_like(w, math.nan))
+            continue
+        u = wrapped[t] if wrapped is not None else torch.zeros_like(w)
+        env = {**hp, **state, "w": w, "g": g, "u": u, "step": t + 1}
+        try:
+            update, *new_state = evaluate(program, env)
+            update = torch.as_tensor(update, dtype=torch.float64).expand_as(w).clone()
+        except Exception:
+            failed = True
+            out.append(torch.full_like(w, math.nan))
+            continue
+        out.append(update)
+        for s, value in zip(program.states, new_state):
+            state[s.name] = value if s.scalar else torch.as_tensor(value, dtype=torch.float64).expand_as(w).clone()
+        if update_w:
+            w = w - update
+    return out
+
+
+def probe_distance(a: Program, b: Program, steps: int = PROBE_STEPS, seed: int = 0) -> float:
+    """How differently `a` and `b` move parameters on the probe inputs, ignoring overall step size:
+    the mean over probe steps of ``1 - cos(update_a, update_b)`` (0: same directions; inf if either is NaN).
+
+    Example:
+        >>> from discover import load
+        >>> probe_distance(load("adam"), load("adam"))
+        0.0
+    """
+    ta, tb = probe_trace(a, steps, seed), probe_trace(b, steps, seed)
+    if not (bool(torch.isfinite(ta).all()) and bool(torch.isfinite(tb).all())):
+        return math.inf
+    cos = torch.nn.functional.cosine_similarity(ta, tb, dim=1, eps=1e-300)
+    d = float((1 - cos).mean())
+    return 0.0 if d < 1e-12 else d
+
+
+def probe_states(program: Program, steps: int = PROBE_STEPS, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The state values `program` carries over the probe run of `probe_trace`, by state name:
+    each a float64 tensor (steps, values). Sign-based updates can hide changes that the state
+    still shows, so analysis compares these too where two programs share a state.
+    """
+    rows: dict[str, list[list[torch.Tensor]]] = {s.name: [[] for _ in range(steps)] for s in program.states}
+    hp = program.defaults
+    for probe in _probe_inputs(steps, seed):
+        w = probe["w"].clone()
+        state = initial_state(program, w, hp)
+        for t in range(steps):
+            env = {**hp, **state, "w": w, "g": probe["g"][t], "u": probe["u"][t], "step": t + 1}
+            try:
+                update, *new_state = evaluate(program, env)
+                update = torch.as_tensor(update, dtype=torch.float64).expand_as(w)
+            except Exception:
+                update, new_state = torch.full_like(w, math.nan), [math.nan] * len(program.states)
+            for s, value in zip(program.states, new_state):
+                state[s.name] = torch.as_tensor(value, dtype=torch.float64).expand_as(w).clone()
+                rows[s.name][t].append(state[s.name].reshape(-1))
+            w = w - update
+    return {name: torch.stack([torch.cat(r) for r in per_step]) for name, per_step in rows.items()}

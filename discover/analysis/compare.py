@@ -1,0 +1,236 @@
+"""Train programs side by side on proxy tasks, each with its learning rate tuned on a grid.
+
+Every (program, learning rate, seed) trial is one member of a population on a
+`discover.tasks` task: one batched forward and backward serves all of them,
+and each member is updated by a real `discover.ProgramOptimizer` (one per
+program, one param group per member, holding views of that member's slice of
+the stacked parameters). Nothing here depends on the search's evaluator.
+
+`train_programs` gives per-program results on one task; `compare` runs several
+tasks and `table` / `plot` present them. `proxy_fitness` turns the same
+training into a fitness function for ablation (lower is better; best
+validation loss over the grid divided by AdamW's, averaged over tasks).
+
+Example::
+
+    runs = train_programs([load("adam"), load("sgd")], get_task("quadratic"), steps=20)
+    runs[0].best_val, runs[0].best_lr
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from ..lang.ir import Program
+
+LR_FACTORS = tuple(10.0 ** (k / 2) for k in range(-2, 7))
+"""Default learning-rate grid, as factors of each program's default ``lr`` (0.1x to 1000x, half decades)."""
+
+
+@dataclass
+class ProgramRun:
+    """One program on one task: results at every learning rate and at the best one."""
+
+    name: str
+    task: str
+    lrs: list[float]
+    val_losses: list[float]
+    best_lr: float
+    best_val: float
+    curve: list[float]  # training loss per step at the best learning rate (mean over seeds)
+    step_seconds: float  # optimizer step time per member and step
+    state_bytes: int  # optimizer state per member on this task
+    failed: list[str | None] = field(default_factory=list)
+
+
+def lr_grid(program: Program, factors: Sequence[float] = LR_FACTORS, lrs: Sequence[float] | None = None) -> list[float | None]:
+    """The learning rates to try for `program` (``[None]`` when it has no ``lr``)."""
+    if "lr" not in program.hparam_names:
+        return [None]
+    if lrs:
+        return [float(x) for x in lrs]
+    base = program.defaults["lr"]
+    return [base * f for f in factors]
+
+
+def train_programs(programs: Sequence[Program], task, *, factors: Sequence[float] = LR_FACTORS,
+                   lrs: Sequence[float] | None = None, seeds: Sequence[int] = (0,),
+                   steps: int | None = None, backend: str = "auto") -> list[ProgramRun]:
+    """Train every program at every learning rate of its grid and every seed, together on `task`."""
+    from ..optim import ProgramOptimizer
+    from ..tasks import get_task, train_population
+    from .explain import state_bytes
+
+    task = get_task(task)
+    grids = [lr_grid(p, factors, lrs) for p in programs]
+    members = [(pi, lr, seed) for pi, grid in enumerate(grids) for lr in grid for seed in seeds]
+    optimizers: list[tuple[object, list[tuple[int, list[torch.Tensor]]]]] = []
+    seconds = [0.0] * len(programs)
+
+    def update(params: list[torch.Tensor], grads: list[torch.Tensor], step: int) -> None:
+        if not optimizers:
+            for pi, program in enumerate(programs):
+                groups, views = [], []
+                for idx, (mi, lr, _seed) in enumerate(members):
+                    if mi != pi:
+                        continue
+                    member = [p.detach()[idx] for p in params]
+                    views.append((idx, member))
+                    groups.append({"params": member} if lr is None else {"params": member, "lr": lr})
+                optimizers.append((ProgramOptimizer(groups, program, backend=backend), views))
+        for pi, (opt, views) in enumerate(optimizers):
+            for idx, member in views:
+                for view, grad in zip(member, grads):
+                    view.grad = grad[idx]
+            start = time.perf_counter()
+            opt.step()
+            seconds[pi] += time.perf_counter() - start
+
+    result = train_population(task, seeds=[s for (_, _, s) in members], update=update, steps=steps)
+    n_params = sum(math.prod(s) for s in task.param_shapes())
+    n_tensors = len(task.param_shapes())
+    runs = []
+    for pi, program in enumerate(programs):
+        grid = grids[pi]
+        vals, reasons = [], []
+        for lr in grid:
+            idx = [i for i, (mi, l, _) in enumerate(members) if mi == pi and l == lr]
+            v = result.val_loss[idx]
+            vals.append(float(v.mean()) if bool(torch.isfinite(v).all()) else math.inf)
+            reasons.append(next((result.reasons[i] for i in idx if result.reasons[i]), None))
+        best = min(range(len(grid)), key=lambda k: vals[k])
+        idx = [i for i, (mi, l, _) in enumerate(members) if mi == pi and l == grid[best]]
+        curve = result.train_curve[:, idx].mean(1).tolist() if result.steps_done else []
+        per_step = seconds[pi] / max(1, result.steps_done * len([m for m in members if m[0] == pi]))
+        runs.append(ProgramRun(program.name, task.name, [math.nan if l is None else l for l in grid], vals,
+                               math.nan if grid[best] is None else grid[best], vals[best], curve, per_step,
+                               state_bytes(program, n_params, n_tensors), reasons))
+    return runs
+
+
+def compare(specs: Sequence, tasks: Sequence[str], *, factors: Sequence[float] = LR_FACTORS,
+            lrs: Sequence[float] | None = None, seeds: Sequence[int] = (0,), steps: int | None = None,
+            log: Callable[[str], None] | None = None) -> dict[str, list[ProgramRun]]:
+    """Results by task for programs given by spec (built-in name, composition, path or Program)."""
+    from ..library import load
+    from ..tasks import get_task
+
+    programs = [load(s) for s in specs]
+    task_objs = [get_task(t) for t in tasks]  # unknown tasks fail before any training
+    out = {}
+    for task in task_objs:
+        start = time.perf_counter()
+        out[task.name] = train_programs(programs, task, factors=factors, lrs=lrs, seeds=seeds, steps=steps)
+        if log:
+            log(f"{task.name}: {time.perf_counter() - start:.1f}s")
+    return out
+
+
+def table(results: dict[str, list[ProgramRun]]) -> str:
+    """A text table: task, program, final validation loss, best lr, step time, state memory."""
+    header = ("task", "program", "val loss", "best lr", "step ms", "state")
+    rows = []
+    edge = False
+    for task, runs in results.items():
+        for r in runs:
+            lr = "-" if math.isnan(r.best_lr) else f"{r.best_lr:.3g}"
+            if len(r.lrs) > 1 and r.best_lr in (r.lrs[0], r.lrs[-1]) and math.isfinite(r.best_val):
+                lr += "*"
+                edge = True
+            rows.append((task, r.name, _fmt(r.best_val), lr, f"{r.step_seconds * 1e3:.3f}", _bytes(r.state_bytes)))
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    lines = ["  ".join(f"{c:<{w}}" for c, w in zip(header, widths))]
+    lines += ["  ".join(f"{c:<{w}}" for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines[0] = lines[0].rstrip()
+    if edge:
+        lines.append("* best lr at the edge of the grid: widen it with --lr-factors")
+    lines.append("val loss: final validation loss at the best lr (mean over seeds); step ms: optimizer step "
+                 "time per trial; state: optimizer state per trial")
+    return "\n".join(lines)
+
+
+def _fmt(x: float) -> str:
+    return "diverged" if not math.isfinite(x) else f"{x:.4g}"
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def plot(results: dict[str, list[ProgramRun]], path: Path) -> Path:
+    """Write training-loss curves (best lr per program, one panel per task) to a PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ValueError("the loss-curve plot needs matplotlib: pip install 'discover[plot]' "
+                         "(or pass --no-plot)") from None
+    n = len(results)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False)
+    for ax, (task, runs) in zip(axes.flat, results.items()):
+        for r in runs:
+            if r.curve:
+                label = r.name if math.isnan(r.best_lr) else f"{r.name} (lr {r.best_lr:.2g})"
+                ax.plot(range(1, len(r.curve) + 1), r.curve, label=label)
+        ax.set_title(task)
+        ax.set_xlabel("step")
+        ax.set_ylabel("train loss")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run_dir(root: Path = Path("runs")) -> Path:
+    """A fresh ``runs/compare-<date-time>/`` folder."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = root / f"compare-{stamp}"
+    k = 1
+    while path.exists():
+        k += 1
+        path = root / f"compare-{stamp}-{k}"
+    path.mkdir(parents=True)
+    return path
+
+
+def proxy_fitness(tasks: Sequence[str], *, factors: Sequence[float] = LR_FACTORS, seeds: Sequence[int] = (0,),
+                  steps: int | None = None, baseline: str = "adamw") -> Callable[[list[Program]], list[float]]:
+    """A batched fitness: per task, the best validation loss over the lr grid divided by the
+    baseline's; averaged over tasks. Lower is better; a program that fails everywhere scores inf."""
+    from ..library import load
+    from ..tasks import get_task
+
+    task_objs = [get_task(t) for t in tasks]
+    base: dict[str, float] = {}
+
+    def fitness(programs: list[Program]) -> list[float]:
+        total = [0.0] * len(programs)
+        for task in task_objs:
+            if task.name not in base:
+                (run,) = train_programs([load(baseline)], task, factors=factors, seeds=seeds, steps=steps)
+                base[task.name] = run.best_val
+            runs = train_programs(programs, task, factors=factors, seeds=seeds, steps=steps)
+            for k, r in enumerate(runs):
+                total[k] += r.best_val / base[task.name] if math.isfinite(r.best_val) else math.inf
+        return [t / len(task_objs) for t in total]
+
+    return fitness

@@ -1,0 +1,65 @@
+"""`discover compare SPEC... --tasks ...`: train programs side by side with tuned learning rates."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="train programs side by side on proxy tasks",
+                       description="Train each program on each task with its learning rate tuned on a grid "
+                                   "(multiples of its default lr), print a table (final validation loss at the "
+                                   "best lr, optimizer step time, state memory) and write loss curves to "
+                                   "runs/compare-<date-time>/curves.png.")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="built-in names, WRAPPER+INNER, or .opt files")
+    p.add_argument("--tasks", nargs="+", metavar="TASK", help="tasks (default: the search's default tasks)")
+    p.add_argument("--steps", type=int, help="training steps per task (default: each task's own)")
+    p.add_argument("--seeds", type=int, default=1, help="initialisation seeds per learning rate (default 1)")
+    p.add_argument("--lr-factors", type=float, nargs="+", metavar="F",
+                   help="the lr grid as multiples of each program's default lr (default 0.1 to 1000, half decades)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/compare-<date-time>)")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis import compare as cmp
+    from ..library import load
+    from ..tasks import DEFAULT_TASKS, get_task
+
+    tasks = args.tasks or list(DEFAULT_TASKS)
+    for t in tasks:
+        get_task(t)
+    programs = [load(s) for s in args.specs]
+    for spec, p in zip(args.specs, programs):
+        if p.is_wrapper:
+            raise ValueError(f"'{spec}' wraps another optimizer's update; compare it composed, e.g. '{spec}+adam'")
+    if args.steps is not None and args.steps < 1:
+        raise ValueError("--steps must be at least 1")
+    if args.seeds < 1:
+        raise ValueError("--seeds must be at least 1")
+    if not args.no_plot:
+        _need_matplotlib()  # before training, not after
+    start = time.perf_counter()
+    results = cmp.compare(programs, tasks, factors=args.lr_factors or cmp.LR_FACTORS,
+                          seeds=range(args.seeds), steps=args.steps,
+                          log=lambda line: print(f"  trained {line}", file=sys.stderr))
+    print(cmp.table(results))
+    out = Path(args.out) if args.out else cmp.run_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.txt").write_text(cmp.table(results) + "\n", encoding="utf-8")
+    if not args.no_plot:
+        png = cmp.plot(results, out / "curves.png")
+        print(f"wrote {png}")
+    print(f"wrote {out / 'table.txt'} ({time.perf_counter() - start:.1f}s)")
+    return 0
+
+
+def _need_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ValueError("the loss-curve plot needs matplotlib: pip install 'discover[plot]' "
+                         "(or pass --no-plot)") from None
