@@ -1,0 +1,32 @@
+"""Helpers shared by the compile tests: run a program on several backends side by side."""
+from __future__ import annotations
+
+import torch
+
+from discover import ProgramOptimizer
+
+SHAPES = [(3, 4), (5,), (2, 2, 2), (7,), (1,)]
+
+
+def run(program, backend, *, dtype=torch.float64, steps=20, skip=True, shapes=SHAPES, seed=0, dtypes=None, **hp):
+    """Parameters after `steps` steps; with `skip`, some parameters have no grad on some steps,
+    so steps differ between parameters of one bucket."""
+    gen = torch.Generator().manual_seed(seed)
+    dtypes = dtypes or [dtype] * len(shapes)
+    params = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=torch.float64).to(dt))
+              for s, dt in zip(shapes, dtypes)]
+    opt = ProgramOptimizer(params, program, backend=backend, **hp)
+    for it in range(steps):
+        for j, p in enumerate(params):
+            g = torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype)
+            p.grad = None if (skip and j > 0 and (it + j) % 3 == 0) else g
+        opt.step()
+    return params, opt
+
+
+def assert_close(a, b, dtype):
+    for x, y in zip(a, b):
+        if dtype == torch.float64:
+            torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-13, equal_nan=True)
+        else:
+            torch.testing.assert_close(x, y, rtol=2e-5, atol=2e-6, equal_nan=True)
