@@ -175,7 +175,8 @@ def _clip(x: Value, c: Value) -> Value:
 
 
 def _sign(x: Value) -> Value:
-    return torch.sign(x) if isinstance(x, Tensor) else _ieee(np.sign)(x)
+    # torch.sign(NaN) is 0; scalars follow torch so that every backend agrees.
+    return torch.sign(x) if isinstance(x, Tensor) else (0.0 if x != x else _ieee(np.sign)(x))
 
 
 def _dims(x: Tensor, batched: bool) -> tuple[int, ...] | None:
@@ -242,7 +243,7 @@ _OPS: list[Op] = [
     _op("interp", 3, "(1 - a) * x + a * y: an EMA step when y is the average and a its decay", _interp, lambda x, y, a: (1 - a) * x + a * y, weight=3),
     # elementwise functions
     _op("abs", 1, "absolute value", _unary(torch.abs, np.abs), lambda x: _sym().Abs(x), weight=1),
-    _op("sign", 1, "-1, 0 or 1 (NaN stays NaN)", _sign, lambda x: _sym().sign(x), weight=1.5),
+    _op("sign", 1, "-1, 0 or 1 (0 at NaN, as torch.sign)", _sign, lambda x: _sym().sign(x), weight=1.5),
     _op("sqrt", 1, "square root (NaN below 0)", _unary(torch.sqrt, np.sqrt), lambda x: _sym().sqrt(x), weight=2),
     _op("rsqrt", 1, "1 / sqrt(x)", _unary(torch.rsqrt, lambda x: 1 / np.sqrt(x)), lambda x: 1 / _sym().sqrt(x), weight=1),
     _op("square", 1, "x * x", _unary(torch.square, np.square), lambda x: x**2, weight=1.5),
