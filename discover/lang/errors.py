@@ -14,7 +14,7 @@ class ProgramError(ValueError):
         ...     parse("def f(w, g):\\n    return import_me(g)\\n", filename="f.opt")
         ... except ProgramError as e:
         ...     print(e.line, e.col)
-        2 11
+        2 12
     """
 
     def __init__(self, message: str, *, filename: str = "<program>", line: int | None = None,

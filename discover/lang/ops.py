@@ -152,8 +152,11 @@ def _pair(torch_fn: Callable[[Tensor, Tensor], Tensor], np_fn: Callable[[Any, An
 
 
 def _where(c: Value, a: Value, b: Value) -> Value:
-    if not isinstance(c, Tensor):
+    if not _is_tensor(c, a, b):
         return a if c != 0 else b  # NaN != 0, as in torch
+    # like every elementwise op, the result broadcasts over all arguments (the checker's
+    # type is the widest of them), also when the condition is a number
+    c = _tensor_like(c, a, b)
     return torch.where(c != 0, _tensor_like(a, c, b), _tensor_like(b, c, a))
 
 

@@ -91,8 +91,16 @@ def parse(text: str | bytes, filename: str = "<program>", *, name: str | None = 
         ('lr',)
     """
     text = _decode(text, filename)
-    program = _Parser(text, filename).program(name)
-    check(program, filename=filename)
+    parser = _Parser(text, filename)
+    program = parser.program(name)
+    try:
+        check(program, filename=filename)
+    except ProgramError as exc:
+        if exc.line is None and parser.return_pos is not None:
+            # errors about what is returned (count, scalar state given a tensor) point at `return`
+            raise ProgramError(exc.message, filename=filename, line=parser.return_pos[0],
+                               col=parser.return_pos[1], hint=exc.hint) from None
+        raise
     return program
 
 
@@ -112,21 +120,33 @@ def parse_file(path: str | Path) -> Program:
     return parse(data, filename=str(path))
 
 
+def _line_col(text: str | bytes, offset: int) -> tuple[int, int]:
+    """1-based (line, column) of `offset` in `text` (columns count bytes for bytes)."""
+    newline = b"\n" if isinstance(text, bytes) else "\n"
+    return text.count(newline, 0, offset) + 1, offset - (text.rfind(newline, 0, offset) + 1) + 1
+
+
 def _decode(text: str | bytes, filename: str) -> str:
-    if isinstance(text, bytes):
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text)
         if b"\x00" in text:
-            raise ProgramError("this is binary data, not program text", filename=filename,
-                               hint="a program is a UTF-8 text file with one `def`")
+            line, col = _line_col(text, text.index(b"\x00"))
+            raise ProgramError("this is binary data, not program text (a NUL byte)", filename=filename,
+                               line=line, col=col, hint="a program is a UTF-8 text file with one `def`")
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ProgramError(f"the file is not UTF-8 text (bad byte at offset {exc.start})", filename=filename) from None
+            line, col = _line_col(text, exc.start)
+            raise ProgramError(f"the file is not UTF-8 text (bad byte at offset {exc.start})", filename=filename,
+                               line=line, col=col, hint="save the program as UTF-8 text") from None
     if not isinstance(text, str):
         raise ProgramError(f"program text must be str or bytes, not {type(text).__name__}", filename=filename)
     if "\x00" in text:
-        raise ProgramError("this is binary data, not program text", filename=filename)
+        line, col = _line_col(text, text.index("\x00"))
+        raise ProgramError("this is binary data, not program text (a NUL character)", filename=filename,
+                           line=line, col=col, hint="a program is a UTF-8 text file with one `def`")
     if not text.strip():
-        raise ProgramError("the program is empty", filename=filename,
+        raise ProgramError("the program is empty", filename=filename, line=1, col=1,
                            hint="write one function: def name(w, g, *, lr=0.1): return lr * g")
     if len(text) > MAX_SOURCE_CHARS:
         raise ProgramError(f"the program is {len(text)} characters long; the limit is {MAX_SOURCE_CHARS}", filename=filename)
@@ -153,6 +173,7 @@ class _Parser:
         self.defined: set[str] = set()
         self.hparams: set[str] = set()
         self.temps = 0
+        self.return_pos: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ helpers
     def error(self, node: ast.AST | None, message: str, hint: str | None = None) -> ProgramError:
@@ -179,7 +200,8 @@ class _Parser:
             raise ProgramError(f"invalid syntax: {exc.msg}", filename=self.filename, line=exc.lineno,
                                col=exc.offset, hint="programs are written in a subset of Python syntax") from None
         except (RecursionError, MemoryError):
-            raise ProgramError("the program is nested too deeply to parse", filename=self.filename,
+            line, col = _too_deep_position(self.text)
+            raise ProgramError("the program is nested too deeply to parse", filename=self.filename, line=line, col=col,
                                hint=f"split deep expressions into several assignments (at most {MAX_DEPTH} levels)") from None
         except ValueError as exc:  # e.g. source with null bytes on some Pythons
             raise ProgramError(f"cannot parse the program: {exc}", filename=self.filename) from None
@@ -199,7 +221,8 @@ class _Parser:
         try:
             return self.function(funcs[0], name)
         except RecursionError:
-            raise ProgramError("the program is nested too deeply", filename=self.filename,
+            line, col = _too_deep_position(self.text)
+            raise ProgramError("the program is nested too deeply", filename=self.filename, line=line, col=col,
                                hint=f"split deep expressions into several assignments (at most {MAX_DEPTH} levels)") from None
 
     # ------------------------------------------------------------------ signature
@@ -216,6 +239,11 @@ class _Parser:
             raise self.error(args.kwarg, "`**kwargs` is not allowed: list each hyperparameter with its default")
 
         seen: set[str] = set()
+        in_order: set[str] = set()
+        for node in args.args + args.kwonlyargs:  # report a repeated name where it repeats
+            if node.arg in in_order:
+                raise self.error(node, f"parameter '{node.arg}' is declared twice")
+            in_order.add(node.arg)
 
         def declare(node: ast.arg) -> None:
             if node.arg in seen:
@@ -265,9 +293,10 @@ class _Parser:
 
     def number(self, node: ast.AST, what: str) -> float:
         sign = 1.0
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            sign = -1.0 if isinstance(node.op, ast.USub) else 1.0
-            node = node.operand
+        node = _strip_plus(node)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            sign = -1.0
+            node = _strip_plus(node.operand)
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
             return sign * float(node.value)
         raise self.error(node, f"{what} must be a number")
@@ -335,6 +364,7 @@ class _Parser:
         self.emit(target.id, op, args, node)
 
     def returns(self, node: ast.Return) -> tuple[Operand, ...]:
+        self.return_pos = self._pos(node)
         if node.value is None:
             raise self.error(node, "`return` needs a value: the update, then every state in order")
         values = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
@@ -350,6 +380,7 @@ class _Parser:
     # ------------------------------------------------------------------ expressions
     def operand(self, node: ast.AST, depth: int = 0) -> Operand:
         """Flatten `node`; a compound expression becomes a temporary."""
+        node = _strip_plus(node)  # `+x` is x: no `copy` temporary (the printer could not give it back)
         if _is_leaf(node):
             return self.leaf(node)
         op, args = self.expression(node, depth)
@@ -380,8 +411,8 @@ class _Parser:
                              hint="split it into several assignments")
         d = depth + 1
         if isinstance(node, ast.Constant) and type(node.value) not in (int, float):
-            kind = "strings" if isinstance(node.value, (str, bytes)) else f"`{node.value!r}`"
-            raise self.error(node, f"{kind} are not allowed: values are tensors or numbers")
+            kind = "strings are" if isinstance(node.value, (str, bytes)) else f"`{node.value!r}` is"
+            raise self.error(node, f"{kind} not allowed: values are tensors or numbers")
         if _is_leaf(node):
             return "copy", (self.leaf(node),)
         if isinstance(node, ast.BinOp):
@@ -433,9 +464,50 @@ class _Parser:
         return name, tuple(self.operand(a, depth) for a in node.args)
 
 
+def _too_deep_position(text: str) -> tuple[int, int]:
+    """Where an expression too deep for Python's own parser first nests more than `MAX_DEPTH` levels.
+
+    Found with the tokenizer, which does not recurse: the first operator of a logical line
+    after `MAX_DEPTH` others (a chain like ``g + g + ...`` or ``- - - g`` nests one level per
+    operator), else the start of the longest logical line.
+    """
+    import io
+    import tokenize
+
+    count, longest, best = 0, -1, (1, 1)
+    line_start: tuple[int, int] | None = None
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type in (tokenize.NEWLINE, tokenize.ENDMARKER):
+                count, line_start = 0, None
+                continue
+            if tok.type in (tokenize.NL, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
+                continue
+            if line_start is None:
+                line_start = tok.start
+            if tok.type == tokenize.OP and tok.string not in ("(", ")", "[", "]", "{", "}", ",", ":", "=", ";"):
+                count += 1
+                if count > MAX_DEPTH:
+                    return tok.start[0], tok.start[1] + 1
+                if count > longest:
+                    longest, best = count, (line_start[0], line_start[1] + 1)
+    except (tokenize.TokenError, SyntaxError, RecursionError, MemoryError):
+        pass
+    return best
+
+
+def _strip_plus(node: ast.AST) -> ast.AST:
+    """`node` without leading unary `+` (``+x`` is x), iteratively (no recursion on deep texts)."""
+    while isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
+        node = node.operand
+    return node
+
+
 def _is_negative_literal(node: ast.AST) -> bool:
-    return (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
-            and isinstance(node.operand, ast.Constant) and type(node.operand.value) in (int, float))
+    if not (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)):
+        return False
+    operand = _strip_plus(node.operand)  # `-(+2)` is the literal -2, as the printer writes it
+    return isinstance(operand, ast.Constant) and type(operand.value) in (int, float)
 
 
 def _is_leaf(node: ast.AST) -> bool:

@@ -1,0 +1,272 @@
+"""Every built-in program, run as a `ProgramOptimizer`, matches its published reference.
+
+References are independent of discover: the torch.optim classes, a plain-torch
+transcription of the Lion paper's rule, and a plain-torch transcription of
+Lookahead around a torch optimizer. Each is compared over 300 full-batch steps
+of a small MLP, with default and with non-default hyperparameters, on every
+compile backend (except "auto", which is one of the others).
+
+The test problem
+----------------
+Many small-MLP problems are chaotic for adaptive optimizers: Adadelta at lr=1.0
+on a zero-mean tanh regression amplifies 1e-16 rounding differences to 1e-1 in
+200 steps, even between two mathematically identical formulas. That happens when
+parameters oscillate around an optimum, where sign-like (adaptive) updates flip.
+So the problem here keeps every gradient's sign stable for the whole run: inputs
+are positive (U(0.5, 1.5)), and the target (30 + sin(x . v)) lies far beyond what
+the 5-16-1 tanh MLP reaches in 300 steps, so training is a steady descent and no
+parameter reaches its optimum. `test_problem_is_not_chaotic` *shows* it for every
+configuration: perturbing the initial parameters by 1e-15 (relative) moves the
+reference trajectory by at most 1e-11, while the parameters themselves move by
+O(1e-2..1). So a mismatch beyond 1e-9 means the optimizer is wrong.
+
+Relative error: max |program - reference| / max |reference| over all parameters,
+at every 50th step.
+"""
+from __future__ import annotations
+
+import contextlib
+from functools import lru_cache
+
+import pytest
+import torch
+
+import discover
+from discover.compile import backend_names
+
+STEPS = 300
+CHECK_EVERY = 50
+F64_RTOL = 1e-9
+# float32: the program and torch round differently (e.g. lerp vs mul+addcmul for an EMA,
+# (lr / bc) * m / d vs m / d * (lr / bc)), about one float32 ulp (eps = 1.19e-7) per step
+# and parameter. The problem does not amplify perturbations (see the guard), so those
+# differences add up at most linearly: 300 steps x eps = 3.6e-5 bounds them (measured:
+# <= 1e-6). A wrong formula (bias correction, decay, an EMA weight) is off by >= 1e-3.
+F32_RTOL = STEPS * torch.finfo(torch.float32).eps
+GUARD_PERTURBATION = 1e-15
+GUARD_RTOL = 1e-11
+
+# Every backend runs every configuration (the fused backend's C++ kernels compile once per
+# program, about 1 s each, and are cached on disk; the whole matrix takes ~30 s on 2 cores).
+BACKENDS = [b for b in backend_names() if b != "auto"]
+
+
+# ----------------------------------------------------------------------------- references
+class LionReference(torch.optim.Optimizer):
+    """Lion as written in the paper (Chen et al., 2023, Program 1), in plain torch."""
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["m"] = torch.zeros_like(p)
+                m, g = state["m"], p.grad
+                c = beta1 * m + (1 - beta1) * g
+                p.sub_(group["lr"] * (torch.sign(c) + group["weight_decay"] * p))
+                m.copy_(beta2 * m + (1 - beta2) * g)
+
+
+class LookaheadReference:
+    """Lookahead (Zhang et al., 2019) around a torch optimizer: run it, and every k-th step
+    ``slow += alpha * (fast - slow); fast.copy_(slow)``; slow starts at the initial parameters."""
+
+    def __init__(self, params, inner, k=5, alpha=0.5):
+        self.params = list(params)
+        self.inner, self.k, self.alpha = inner, k, alpha
+        self.slow = [p.detach().clone() for p in self.params]
+        self.count = 0
+
+    def zero_grad(self):
+        self.inner.zero_grad()
+
+    @torch.no_grad()
+    def step(self):
+        self.inner.step()
+        self.count += 1
+        if self.count % self.k == 0:
+            for p, slow in zip(self.params, self.slow):
+                slow += self.alpha * (p - slow)
+                p.copy_(slow)
+
+
+O = torch.optim
+# id: (program spec, program hyperparameters, reference factory)
+CASES = {
+    "sgd": ("sgd", {}, lambda ps: O.SGD(ps, lr=1e-3)),
+    "sgd-custom": ("sgd", dict(lr=3e-3, weight_decay=0.01), lambda ps: O.SGD(ps, lr=3e-3, weight_decay=0.01)),
+    "momentum": ("momentum", {}, lambda ps: O.SGD(ps, lr=1e-3, momentum=0.9)),
+    "momentum-custom": ("momentum", dict(lr=1e-3, momentum=0.8, dampening=0.1, weight_decay=0.01),
+                        lambda ps: O.SGD(ps, lr=1e-3, momentum=0.8, dampening=0.1, weight_decay=0.01)),
+    "nesterov": ("nesterov", {}, lambda ps: O.SGD(ps, lr=1e-3, momentum=0.9, nesterov=True)),
+    "nesterov-custom": ("nesterov", dict(lr=1e-3, momentum=0.7, weight_decay=0.01),
+                        lambda ps: O.SGD(ps, lr=1e-3, momentum=0.7, nesterov=True, weight_decay=0.01)),
+    "adagrad": ("adagrad", {}, lambda ps: O.Adagrad(ps)),
+    "adagrad-custom": ("adagrad", dict(lr=0.05, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1, eps=1e-8),
+                       lambda ps: O.Adagrad(ps, lr=0.05, lr_decay=0.01, weight_decay=0.01,
+                                            initial_accumulator_value=0.1, eps=1e-8)),
+    "adadelta": ("adadelta", {}, lambda ps: O.Adadelta(ps)),
+    "adadelta-custom": ("adadelta", dict(lr=0.1, rho=0.95, eps=1e-5, weight_decay=0.01),
+                        lambda ps: O.Adadelta(ps, lr=0.1, rho=0.95, eps=1e-5, weight_decay=0.01)),
+    "rmsprop": ("rmsprop", {}, lambda ps: O.RMSprop(ps)),
+    "rmsprop-custom": ("rmsprop", dict(lr=1e-3, alpha=0.9, eps=1e-6, weight_decay=0.01),
+                       lambda ps: O.RMSprop(ps, lr=1e-3, alpha=0.9, eps=1e-6, weight_decay=0.01)),
+    "adam": ("adam", {}, lambda ps: O.Adam(ps)),
+    "adam-custom": ("adam", dict(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.01),
+                    lambda ps: O.Adam(ps, lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01)),
+    "adamw": ("adamw", {}, lambda ps: O.AdamW(ps)),
+    "adamw-custom": ("adamw", dict(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.1),
+                     lambda ps: O.AdamW(ps, lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
+    "nadam": ("nadam", {}, lambda ps: O.NAdam(ps)),
+    "nadam-custom": ("nadam", dict(lr=3e-3, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.01, momentum_decay=0.01),
+                     lambda ps: O.NAdam(ps, lr=3e-3, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01, momentum_decay=0.01)),
+    "radam": ("radam", {}, lambda ps: O.RAdam(ps)),
+    "radam-custom": ("radam", dict(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.01),
+                     lambda ps: O.RAdam(ps, lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01)),
+    "lion": ("lion", {}, lambda ps: LionReference(ps)),
+    "lion-custom": ("lion", dict(lr=3e-4, beta1=0.8, beta2=0.95, weight_decay=0.1),
+                    lambda ps: LionReference(ps, lr=3e-4, betas=(0.8, 0.95), weight_decay=0.1)),
+    "lookahead+adam": ("lookahead+adam", {}, lambda ps: LookaheadReference(ps, O.Adam(ps))),
+    "lookahead+adam-custom": ("lookahead+adam", dict(lr=0.01, k=3, alpha=0.7),
+                              lambda ps: LookaheadReference(ps, O.Adam(ps, lr=0.01), k=3, alpha=0.7)),
+    "lookahead+radam": ("lookahead+radam", {}, lambda ps: LookaheadReference(ps, O.RAdam(ps))),
+    "lookahead+radam-custom": ("lookahead+radam", dict(lr=0.01, beta2=0.99, weight_decay=0.01, k=4, alpha=0.6),
+                               lambda ps: LookaheadReference(ps, O.RAdam(ps, lr=0.01, betas=(0.9, 0.99), weight_decay=0.01),
+                                                             k=4, alpha=0.6)),
+    "lookahead+sgd": ("lookahead+sgd", {}, lambda ps: LookaheadReference(ps, O.SGD(ps, lr=1e-3))),
+    "lookahead+sgd-custom": ("lookahead+sgd", dict(lr=3e-3, weight_decay=0.01, k=7, alpha=0.3),
+                             lambda ps: LookaheadReference(ps, O.SGD(ps, lr=3e-3, weight_decay=0.01), k=7, alpha=0.3)),
+}
+
+
+def test_every_builtin_is_covered_with_default_and_custom_hyperparameters():
+    specs = {spec for spec, _, _ in CASES.values()}
+    assert set(discover.builtin_names()) - {"lookahead"} <= specs
+    for spec in specs:
+        assert spec in CASES and f"{spec}-custom" in CASES
+    for spec, hp, _ in CASES.values():  # custom values really differ from the defaults
+        defaults = discover.load(spec).defaults
+        assert all(k in defaults for k in hp)
+
+
+# ----------------------------------------------------------------------------- the problem
+@contextlib.contextmanager
+def default_dtype(dtype):
+    """torch.optim.NAdam keeps mu_product (and step) in the *default* dtype: in float32 by
+    default, which would make the float64 reference itself round to float32. Run float64
+    references with float64 as the default dtype (restored afterwards)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def make_problem(dtype):
+    gen = torch.Generator().manual_seed(0)
+    x = 0.5 + torch.rand(64, 5, generator=gen, dtype=torch.float64)
+    v = torch.randn(5, 1, generator=gen, dtype=torch.float64)
+    y = 30 + torch.sin(x @ v)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)).to(dtype)
+    init = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(0.5 * torch.randn(p.shape, generator=init, dtype=torch.float64))
+    return model, x.to(dtype), y.to(dtype)
+
+
+def train(make_optimizer, dtype, perturb: float = 0.0) -> torch.Tensor:
+    """Parameters (flattened) at every CHECK_EVERY-th step: a (STEPS / CHECK_EVERY, n) tensor."""
+    model, x, y = make_problem(dtype)
+    if perturb:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(1 + perturb)
+    params = list(model.parameters())
+    opt = make_optimizer(params)
+    snapshots = []
+    for t in range(1, STEPS + 1):
+        opt.zero_grad()
+        loss = (model(x) - y).pow(2).mean()
+        loss.backward()
+        opt.step()
+        if t % CHECK_EVERY == 0:
+            snapshots.append(torch.cat([p.detach().reshape(-1) for p in params]).clone())
+    return torch.stack(snapshots)
+
+
+@lru_cache(maxsize=None)
+def reference_run(case: str, dtype: torch.dtype, perturb: float = 0.0) -> torch.Tensor:
+    with default_dtype(dtype if dtype == torch.float64 else torch.get_default_dtype()):
+        return train(CASES[case][2], dtype, perturb)
+
+
+def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
+
+
+def initial_params(dtype) -> torch.Tensor:
+    model, _, _ = make_problem(dtype)
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+# ----------------------------------------------------------------------------- tests
+@pytest.mark.parametrize("case", list(CASES))
+def test_problem_is_not_chaotic(case):
+    """The reference trajectory barely responds to a 1e-15 perturbation, and it does move."""
+    base = reference_run(case, torch.float64)
+    perturbed = reference_run(case, torch.float64, GUARD_PERTURBATION)
+    assert torch.isfinite(base).all()
+    sensitivity = rel_error(perturbed, base)
+    assert sensitivity <= GUARD_RTOL, f"{case}: a {GUARD_PERTURBATION} perturbation grows to {sensitivity:.2e}"
+    moved = rel_error(base[-1], initial_params(torch.float64))
+    assert moved > 1e-2, f"{case}: parameters moved only {moved:.2e}; the comparison would be weak"
+
+
+def _params():
+    for backend in BACKENDS:
+        for case in CASES:
+            for dtype in (torch.float64, torch.float32):
+                yield pytest.param(backend, case, dtype, id=f"{backend}-{case}-{str(dtype)[6:]}")
+
+
+@pytest.mark.parametrize("backend, case, dtype", list(_params()))
+def test_builtin_matches_reference(backend, case, dtype):
+    spec, hp, _ = CASES[case]
+    want = reference_run(case, dtype)
+    got = train(lambda ps: discover.ProgramOptimizer(ps, spec, backend=backend, **hp), dtype)
+    assert got.dtype == dtype
+    err = rel_error(got, want)
+    rtol = F64_RTOL if dtype == torch.float64 else F32_RTOL
+    assert err <= rtol, f"{backend} {case} {dtype}: relative error {err:.3e} > {rtol:.1e}"
+
+
+def test_nadam_reference_needs_float64_scalars():
+    """Why `default_dtype` exists: with float32 scalars torch's own NAdam drifts from its
+    float64 self by far more than 1e-9; with float64 scalars the program matches it."""
+    with default_dtype(torch.float32):
+        drifting = train(CASES["nadam"][2], torch.float64)
+    exact = reference_run("nadam", torch.float64)
+    assert rel_error(drifting, exact) > 1e-12
+    got = train(lambda ps: discover.ProgramOptimizer(ps, "nadam", backend="reference"), torch.float64)
+    assert rel_error(got, exact) <= F64_RTOL
+
+
+def test_a_wrong_formula_is_caught_by_these_tolerances():
+    """Adam without its second-moment bias correction (a plausible bug) fails the float32 bound."""
+    wrong = discover.parse(
+        "def adam(w, g, step, m=0, v=0, *, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):\n"
+        "    g = g + weight_decay * w\n"
+        "    m = interp(g, m, beta1)\n"
+        "    v = interp(g * g, v, beta2)\n"
+        "    return lr / (1 - beta1 ** step) * m / (sqrt(v) + eps), m, v\n")
+    got = train(lambda ps: discover.ProgramOptimizer(ps, wrong, backend="reference"), torch.float32)
+    assert rel_error(got, reference_run("adam", torch.float32)) > 100 * F32_RTOL
