@@ -90,6 +90,9 @@ class ProgramOptimizer(Optimizer):
         super().add_param_group(param_group)
 
     def _init_state(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        if torch.is_complex(p):
+            raise RuntimeError("ProgramOptimizer does not support complex parameters; "
+                               "use torch.view_as_real on them")
         state["step"] = 0
         for s in self.program.states:
             if isinstance(s.init, Const):
@@ -108,38 +111,45 @@ class ProgramOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        names = self.program.state_names
+        # This loop runs every step for every parameter: it is written for speed
+        # (comprehensions, one state lookup per parameter, one bucket in the usual case).
         for group in self.param_groups:
-            hparams = {name: _as_float(group[name]) for name in self.program.hparam_names}
-            buckets: dict[tuple, dict[str, list]] = defaultdict(lambda: {"p": [], "g": [], "step": [], "st": []})
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                if grad.is_sparse:
-                    raise RuntimeError(
-                        f"ProgramOptimizer('{self.program.name}') does not support sparse gradients "
-                        f"(a parameter of shape {tuple(p.shape)} has one); use dense gradients, "
-                        "e.g. nn.Embedding(..., sparse=False), or torch.optim.SparseAdam")
-                if torch.is_complex(p):
-                    raise RuntimeError("ProgramOptimizer does not support complex parameters; "
-                                       "use torch.view_as_real on them")
-                state = self.state[p]
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            if any(g.is_sparse for g in grads):
+                shape = next(tuple(p.shape) for p, g in zip(params, grads) if g.is_sparse)
+                raise RuntimeError(
+                    f"ProgramOptimizer('{self.program.name}') does not support sparse gradients "
+                    f"(a parameter of shape {shape} has one); use dense gradients, "
+                    "e.g. nn.Embedding(..., sparse=False), or torch.optim.SparseAdam")
+            states = [self.state[p] for p in params]
+            for p, state in zip(params, states):
                 if not state:
                     self._init_state(p, state, group)
                 state["step"] += 1
-                bucket = buckets[(p.device, p.dtype)]
-                bucket["p"].append(p)
-                bucket["g"].append(grad)
-                bucket["step"].append(state["step"])
-                bucket["st"].append(state)
-            for bucket in buckets.values():
-                states = {n: [st[n] for st in bucket["st"]] for n in names}
-                new_scalars = self._step_fn(bucket["p"], bucket["g"], states, bucket["step"], hparams)
-                for name, values in new_scalars.items():
-                    for st, value in zip(bucket["st"], values):
-                        st[name] = value
+            hparams = {name: _as_float(group[name]) for name in self.program.hparam_names}
+            keys = [(p.device, p.dtype) for p in params]
+            if all(k == keys[0] for k in keys):
+                self._step_bucket(params, grads, states, hparams)
+                continue
+            buckets: dict[tuple, list[int]] = defaultdict(list)
+            for i, key in enumerate(keys):
+                buckets[key].append(i)
+            for index in buckets.values():
+                self._step_bucket([params[i] for i in index], [grads[i] for i in index],
+                                  [states[i] for i in index], hparams)
         return loss
+
+    def _step_bucket(self, params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
+                     hparams: dict[str, float]) -> None:
+        """Run the compiled step on parameters that share device and dtype."""
+        state_lists = {name: [st[name] for st in states] for name in self.program.state_names}
+        new_scalars = self._step_fn(params, grads, state_lists, [st["step"] for st in states], hparams)
+        for name, values in new_scalars.items():
+            for st, value in zip(states, values):
+                st[name] = value
 
     def __repr__(self) -> str:
         lines = [f"ProgramOptimizer(program={self.program.name!r}, backend={self.backend!r}"]
