@@ -26,3 +26,11 @@ def test_readme_lists_every_builtin():
 
     for name in builtin_names():
         assert f"`{name}`" in README, name
+
+
+def test_readme_python_example_runs(monkeypatch, capsys):
+    code = re.search(r"## In Python\n\n```python\n(.+?)```", README, re.S).group(1)
+    monkeypatch.chdir(ROOT)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # our own README, not program text
+    assert "def lookahead_adam(" in capsys.readouterr().out
