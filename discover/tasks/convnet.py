@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .base import SyntheticTask, population_cross_entropy
+from .base import SupervisedTask, population_cross_entropy
 
 __all__ = ["ConvNet", "ConvNetLarge", "make_bar_images"]
 
@@ -49,7 +49,7 @@ def make_bar_images(n: int, size: int, classes: int, generator: torch.Generator,
     return img.unsqueeze(1), y
 
 
-class ConvNet(SyntheticTask):
+class ConvNet(SupervisedTask):
     """Two stride-2 3x3 conv layers with ReLU and a linear classifier.
 
     The population is folded into channels: the first convolution is an ordinary
@@ -66,6 +66,7 @@ class ConvNet(SyntheticTask):
     """
 
     name = "convnet"
+    val_chunk = 256  # keeps the (B, N*c1, S, S) activations small for large populations
     steps = 100
 
     def __init__(self, size: int = 12, classes: int = 4, channels: tuple[int, int] = (8, 16),
@@ -114,18 +115,6 @@ class ConvNet(SyntheticTask):
         h = h.reshape(h.shape[0], n, -1).transpose(0, 1)                          # (N, B, flat)
         return population_cross_entropy(torch.baddbmm(bf.unsqueeze(1), h, wf), y)
 
-    def train_loss(self, params: list[torch.Tensor], step: int) -> torch.Tensor:
-        self._ensure_setup(params)
-        idx = self.batch_indices(step, self.n_train, self.batch_size)
-        return self._loss(params, self.data["x"][idx], self.data["y"][idx])
-
-    def val_loss(self, params: list[torch.Tensor]) -> torch.Tensor:
-        self._ensure_setup(params)
-        # Chunks keep the (B, N*c1, S, S) activations small for large populations.
-        x, y = self.data["x_val"], self.data["y_val"]
-        parts = [self._loss(params, x[i:i + 256], y[i:i + 256]) * len(y[i:i + 256])
-                 for i in range(0, len(y), 256)]
-        return torch.stack(parts).sum(0) / len(y)
 
 
 class ConvNetLarge(ConvNet):

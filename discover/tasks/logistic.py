@@ -7,12 +7,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .base import SyntheticTask
+from .base import SupervisedTask
 
 __all__ = ["Logistic"]
 
 
-class Logistic(SyntheticTask):
+class Logistic(SupervisedTask):
     """Binary logistic regression: weight ``(features,)`` and bias ``(1,)`` per member.
 
     Inputs are Gaussian with per-feature scales log-spaced from 1 to 0.1, so the
@@ -64,11 +64,3 @@ class Logistic(SyntheticTask):
         return F.binary_cross_entropy_with_logits(
             logits, y.expand_as(logits), reduction="none").mean(1)
 
-    def train_loss(self, params: list[torch.Tensor], step: int) -> torch.Tensor:
-        self._ensure_setup(params)
-        idx = self.batch_indices(step, self.n_train, self.batch_size)
-        return self._loss(params, self.data["x"][idx], self.data["y"][idx])
-
-    def val_loss(self, params: list[torch.Tensor]) -> torch.Tensor:
-        self._ensure_setup(params)
-        return self._loss(params, self.data["x_val"], self.data["y_val"])

@@ -6,12 +6,12 @@ import torch
 
 import math
 
-from .base import ACTIVATIONS, SyntheticTask, population_cross_entropy
+from .base import ACTIVATIONS, SupervisedTask, population_cross_entropy
 
 __all__ = ["MLP", "MLPLarge"]
 
 
-class MLP(SyntheticTask):
+class MLP(SupervisedTask):
     """ReLU (or GELU/tanh) MLP classifying points drawn from a mixture of Gaussian clusters.
 
     Each of ``classes`` classes owns ``clusters`` random centres in ``in_dim``
@@ -79,15 +79,6 @@ class MLP(SyntheticTask):
         for k in range(2, len(params), 2):
             h = torch.baddbmm(params[k + 1].unsqueeze(1), self.act(h), params[k])
         return population_cross_entropy(h, y)
-
-    def train_loss(self, params: list[torch.Tensor], step: int) -> torch.Tensor:
-        self._ensure_setup(params)
-        idx = self.batch_indices(step, self.n_train, self.batch_size)
-        return self._loss(params, self.data["x"][idx], self.data["y"][idx])
-
-    def val_loss(self, params: list[torch.Tensor]) -> torch.Tensor:
-        self._ensure_setup(params)
-        return self._loss(params, self.data["x_val"], self.data["y_val"])
 
 
 class MLPLarge(MLP):
