@@ -1,4 +1,4 @@
-"""Shared settings for the optimizer tests."""
+"""Shared test settings."""
 import torch
 
 # The tensors here are tiny: intra-op threads only contend (on a loaded 2-core CI machine,

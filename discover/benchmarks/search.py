@@ -1,0 +1,108 @@
+"""`discover bench search`: trials per second of the batched evaluator against one-at-a-time training.
+
+The same trials -- (program, learning rate, seed) on one task -- are trained
+twice in this process: all together by the batched evaluator (one
+forward/backward per step for the whole population, each candidate's slice
+updated by its own batched program), and one after another, each with
+`discover.ProgramOptimizer` on its own copy of the task's parameters. It
+prints trials per second of both, their ratio, and the largest difference in
+final validation loss (they must agree to float round-off).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+
+from . import malloc_note
+
+PROGRAMS = ("adamw", "lion", "momentum", "rmsprop")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", default="mlp", help="proxy task (default mlp)")
+    p.add_argument("--trials", type=int, default=32, help="number of trials (default 32)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the task's own)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--repeat", type=int, default=1, help="timed repetitions of each side (best is kept)")
+
+
+def make_trials(n: int) -> tuple[list, list[tuple[float, ...]], list[int]]:
+    """`n` trials: the built-ins of `PROGRAMS` round robin over 4 learning rates (1/9x .. 3x their
+    default, a stable range), then over seeds. Returns (programs, their lrs, seeds)."""
+    from ..evaluate.work import ensure_lr
+    from ..library import load
+
+    factors = (1 / 9, 1 / 3, 1.0, 3.0)
+    n_seeds = max(1, math.ceil(n / (len(PROGRAMS) * len(factors))))
+    per_program = len(factors) * n_seeds
+    programs, lrs = [], []
+    left = n
+    for name in PROGRAMS:
+        if left <= 0:
+            break
+        p = ensure_lr(load(name))
+        k = min(len(factors), math.ceil(min(per_program, left) / n_seeds))
+        programs.append(p)
+        lrs.append(tuple(p.defaults["lr"] * f for f in factors[:k]))
+        left -= k * n_seeds
+    return programs, lrs, list(range(n_seeds))
+
+
+def sequential(task, programs, lrs, seeds, steps: int) -> list[float]:
+    """Train each trial alone with ProgramOptimizer; final validation losses in trial order."""
+    from ..optim import ProgramOptimizer
+
+    out = []
+    trials = [(program, lr, seed) for program, group in zip(programs, lrs) for lr in group for seed in seeds]
+    for program, lr, seed in trials:
+        params = task.init_params([seed])
+        opt = ProgramOptimizer(params, program, lr=lr)
+        for step in range(1, steps + 1):
+            loss = task.train_loss(params, step)
+            loss.sum().backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            v = float(task.val_loss(params)[0])
+        out.append(v if math.isfinite(v) else math.inf)
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..evaluate.batched import run_item, task_instance
+    from ..evaluate.work import WorkItem
+
+    print(malloc_note())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    task = task_instance(args.task, args.device)
+    steps = args.steps or task.steps
+    programs, lrs, seeds = make_trials(args.trials)
+    n = sum(len(g) for g in lrs) * len(seeds)
+    item = WorkItem(task=args.task, programs=tuple(programs), lrs=tuple(lrs), seeds=tuple(seeds), steps=steps,
+                    device=args.device)
+    print(f"task {args.task}: {n} trials ({', '.join(f'{p.name} x{len(g)}' for p, g in zip(programs, lrs))}), "
+          f"x {len(seeds)} seeds, {steps} steps each")
+    run_item(WorkItem(task=args.task, programs=tuple(programs), lrs=tuple(lrs), seeds=tuple(seeds), steps=3,
+                      device=args.device))  # warm-up
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    t_batched, t_seq = math.inf, math.inf
+    for _ in range(args.repeat):
+        sync(); t0 = time.perf_counter()
+        res = run_item(item)
+        sync(); t_batched = min(t_batched, time.perf_counter() - t0)
+    batched = [v for c in res.val_loss for v in c]
+    for _ in range(args.repeat):
+        sync(); t0 = time.perf_counter()
+        seq = sequential(task, programs, lrs, seeds, steps)
+        sync(); t_seq = min(t_seq, time.perf_counter() - t0)
+    diffs = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(batched, seq) if math.isfinite(a) and math.isfinite(b)]
+    agree = sum(math.isfinite(a) == math.isfinite(b) for a, b in zip(batched, seq))
+    print(f"batched evaluator:      {n / t_batched:8.2f} trials/s  ({t_batched:.2f} s)")
+    print(f"one at a time (ProgramOptimizer): {n / t_seq:8.2f} trials/s  ({t_seq:.2f} s)")
+    print(f"speed-up: {t_seq / t_batched:.1f}x")
+    print(f"final validation loss: max relative difference {max(diffs, default=0):.2e} over {len(diffs)} finite trials; "
+          f"{agree}/{n} agree on failing or not")
+    return 0

@@ -1,0 +1,132 @@
+"""`discover search`: evolve optimizer programs (regularized evolution, warm-started from --init).
+
+With no arguments it runs a short real search (a few minutes on 2 CPU cores)
+warm-started from AdamW on the default proxy tasks, and prints the hall of fame.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..search.config import SearchConfig
+
+_DEFAULTS = SearchConfig()
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(t) for t in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    d = _DEFAULTS
+    p = sub.add_parser(
+        "search", help="evolve optimizer programs (regularized evolution)",
+        description="Evolve optimizer programs the way the Lion paper did: regularized evolution warm-started "
+                    "from --init, candidates trained together on proxy tasks, equivalent programs cached, the "
+                    "best re-scored on larger meta-validation tasks. Writes runs/<date-time>/ (or --out).",
+        epilog="examples:\n  discover search\n  discover search --init sgd --budget 2000 --time-limit 1800\n"
+               "  discover search --resume runs/20240101-120000\n"
+               "  discover search --tasks quadratic,mypkg.tasks:MyTask --budget 100",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("what to search")
+    g.add_argument("--init", type=_csv, default=None, metavar="PROGS",
+                   help=f"comma-separated warm-start programs (built-in names, .opt paths, A+B); default {','.join(d.init)}")
+    g.add_argument("--tasks", type=_csv, default=None, metavar="TASKS",
+                   help=f"proxy tasks: registered names or pkg.mod:Class; default {','.join(d.tasks)}")
+    g.add_argument("--meta-tasks", type=_csv, default=None, metavar="TASKS",
+                   help=f"meta-validation tasks for the funnel ('' for none); default {','.join(d.meta_tasks)}")
+    g.add_argument("--baseline", default=None, help=f"program fitness is normalized against; default {d.baseline}")
+    g.add_argument("--steps", type=int, default=None, help="training steps per search task (default: each task's own)")
+    g.add_argument("--meta-steps", type=int, default=None, help="training steps per meta task (default: each task's own)")
+    g = p.add_argument_group("how long")
+    g.add_argument("--budget", type=int, default=None, help=f"number of candidate evaluations; default {d.budget}")
+    g.add_argument("--time-limit", type=float, default=None, metavar="SECONDS", help="stop the search after this long")
+    g = p.add_argument_group("evolution")
+    g.add_argument("--seed", type=int, default=None, help=f"random seed (default {d.seed})")
+    g.add_argument("--population", type=int, default=None, help=f"population size P (default {d.population})")
+    g.add_argument("--tournament", type=int, default=None, help=f"tournament size T (default {d.tournament})")
+    g.add_argument("--batch", type=int, default=None, help=f"candidates trained together (default {d.batch})")
+    g.add_argument("--seeds", type=int, default=None, help=f"initialisation seeds per trial (default {d.seeds})")
+    g.add_argument("--factors", type=_floats, default=None,
+                   help=f"lr grid, multiples of each program's lr (default {','.join(f'{f:.3g}' for f in d.factors)})")
+    g.add_argument("--max-len", type=int, default=None, help=f"most statements per program (default {d.max_len})")
+    g.add_argument("--plateau", type=int, default=None,
+                   help=f"evaluations without improvement before a restart (default {d.plateau})")
+    g.add_argument("--funnel-every", type=int, default=None,
+                   help=f"evaluations between meta-validation funnels (default {d.funnel_every})")
+    g.add_argument("--funnel-top", type=int, default=None, help=f"candidates per funnel (default {d.funnel_top})")
+    g.add_argument("--hof-size", type=int, default=None, help=f"hall of fame size (default {d.hof_size})")
+    g.add_argument("--candidate-time-limit", type=float, default=None,
+                   help=f"seconds of update time per candidate and task before it fails (default {d.candidate_time_limit:g})")
+    g.add_argument("--references", type=_csv, default=[], metavar="PROGS",
+                   help="programs tuned on the meta tasks at the end, for comparison in summary.json (e.g. momentum)")
+    g = p.add_argument_group("where")
+    g.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
+    g.add_argument("--workers", type=int, default=None, help="evaluation worker processes (default 1: in process)")
+    g.add_argument("--out", default=None, metavar="DIR", help="run directory (default runs/<date-time>)")
+    g.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+_FIELDS = ["init", "tasks", "meta_tasks", "baseline", "steps", "meta_steps", "budget", "time_limit", "seed",
+           "population", "tournament", "batch", "seeds", "factors", "max_len", "plateau", "funnel_every",
+           "funnel_top", "hof_size", "candidate_time_limit", "device", "workers", "out"]
+
+
+def config_from_args(args: argparse.Namespace) -> SearchConfig:
+    """A `SearchConfig` from the defaults and the options given."""
+    cfg = SearchConfig()
+    for name in _FIELDS:
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(cfg, name, value)
+    cfg.progress = not args.no_progress
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..lang.printer import unparse
+    from ..search import run as run_search
+
+    cfg = config_from_args(args)
+    if args.resume:
+        given = {k for k in _FIELDS if getattr(args, k, None) is not None}
+        from ..search.config import RESUMABLE_CHANGES, SearchConfig as SC
+        from ..search.rundir import RunDir
+
+        saved = SC.from_json(RunDir(args.resume).read_config())
+        bad = [k for k in sorted(given) if k not in RESUMABLE_CHANGES and getattr(cfg, k) != getattr(saved, k)]
+        if bad:
+            raise ValueError(f"cannot resume {args.resume} with a different {', '.join('--' + b.replace('_', '-') for b in bad)}: "
+                             f"the run was made with " + ", ".join(f"{b}={getattr(saved, b)!r}" for b in bad)
+                             + "; only --budget, --time-limit and --workers may change on resume")
+        # Only what was given on the command line overrides the saved config.
+        for k in RESUMABLE_CHANGES:
+            if k not in given and k != "progress":
+                setattr(cfg, k, None)
+    result = run_search(cfg, resume=args.resume, references=args.references)
+    s = result.summary
+    print(f"run: {result.run_dir}  ({'complete' if result.completed else 'stopped early; --resume to continue'})")
+    print(f"evaluations: {result.evaluations}, cache hits: {result.cache_hits} "
+          f"({result.cache_hits / max(1, result.evaluations):.0%}), "
+          f"{s.get('evaluations_per_second', 0):.2f} evaluations/s, {s.get('restarts', 0)} restarts")
+    for w in s.get("warm_start", []):
+        meta = w.get("meta")
+        print(f"warm start: search fitness {w['fitness']:.4f}" + (f", meta {meta:.4f}" if meta is not None else ""))
+    for name, ref in s.get("references", {}).items():
+        print(f"reference {name}: meta {ref['meta_one_lr']:.4f} (one lr), {ref['meta_lr_per_task']:.4f} (lr per task)")
+    print(f"\nhall of fame (fitness = loss / tuned {cfg.baseline or 'adamw'}, lower is better; ranked by meta-validation):")
+    for rank, ind in enumerate(result.hall_of_fame, 1):
+        print(f"\n#{rank}  meta {ind.value:.4f}  search {ind.search_fitness:.4f}  "
+              f"({'warm start' if ind.born < 0 else f'evaluation {ind.born}'})")
+        print(unparse(ind.program, header=False), end="")
+    print(f"\nfiles: {result.run_dir}/best.opt, {result.run_dir}/hall_of_fame/, {result.run_dir}/summary.json")
+    return 0

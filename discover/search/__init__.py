@@ -1,0 +1,21 @@
+"""Evolutionary search for optimizer programs (regularized evolution with DEAP).
+
+The Python API of `discover search`:
+
+    >>> from discover.search import SearchConfig, run
+    >>> result = run(SearchConfig(init=["sgd"], tasks=["quadratic", "mlp"], budget=64))  # doctest: +SKIP
+    >>> print(discover.unparse(result.best.program))                                     # doctest: +SKIP
+
+Modules: `config` (SearchConfig), `program` (data flow, pruning, warm starts,
+JSON IR), `mutate` (mutations and valid children), `individual` (DEAP
+individuals), `rundir` (the run directory), `evolution` (the loop, cache,
+restarts, funnel, checkpoints).
+"""
+from .config import SearchConfig
+from .evolution import Search, SearchResult, run
+from .individual import FitnessMin, Individual
+from .mutate import Mutator, NoChild
+from .program import depends_on_g, prepare_init, program_from_json, program_to_json, prune
+
+__all__ = ["FitnessMin", "Individual", "Mutator", "NoChild", "Search", "SearchConfig", "SearchResult",
+           "depends_on_g", "prepare_init", "program_from_json", "program_to_json", "prune", "run"]

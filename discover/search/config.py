@@ -1,0 +1,106 @@
+"""Search settings: one `SearchConfig`, validated, stored as ``config.json`` in the run directory.
+
+Example:
+    >>> cfg = SearchConfig(budget=16, init=["sgd"])
+    >>> cfg.validate().budget
+    16
+    >>> SearchConfig.from_json(cfg.to_json()) == cfg
+    True
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from ..evaluate.fitness import SEARCH_FACTORS
+from ..tasks import DEFAULT_TASKS, META_TASKS
+
+# Fields that may change when a run is resumed (they do not change what the run computes
+# up to where it stopped, only where it stops or how fast it gets there).
+RESUMABLE_CHANGES = ("budget", "time_limit", "workers", "backend", "out", "progress")
+
+
+@dataclass
+class SearchConfig:
+    """Everything that defines a search run. See `discover search --help` for each field."""
+
+    init: list[str] = field(default_factory=lambda: ["adamw"])
+    tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
+    meta_tasks: list[str] = field(default_factory=lambda: list(META_TASKS))
+    budget: int = 256
+    time_limit: float | None = None
+    seed: int = 0
+    population: int = 16
+    tournament: int = 4
+    batch: int = 8
+    seeds: int = 1
+    factors: list[float] = field(default_factory=lambda: list(SEARCH_FACTORS))
+    steps: int | None = None
+    meta_steps: int | None = None
+    funnel_every: int = 96
+    funnel_top: int = 2
+    hof_size: int = 5
+    max_len: int = 28
+    plateau: int = 128
+    slots: list[str] = field(default_factory=lambda: ["m", "v"])
+    baseline: str = "adamw"
+    candidate_time_limit: float | None = 60.0
+    device: str = "cpu"
+    workers: int = 1
+    backend: str = "auto"
+    out: str | None = None
+    progress: bool = True
+
+    def validate(self) -> "SearchConfig":
+        """Check every field; raise `ValueError` naming the problem. Returns self."""
+        from ..library import load
+        from ..tasks import get_task
+
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ValueError(msg)
+
+        need(isinstance(self.budget, int) and self.budget > 0, f"budget must be a positive number of evaluations, got {self.budget}")
+        need(self.population >= 2, f"population must be at least 2, got {self.population}")
+        need(1 <= self.tournament <= self.population,
+             f"tournament must be between 1 and the population ({self.population}), got {self.tournament}")
+        need(self.batch >= 1, f"batch must be at least 1, got {self.batch}")
+        need(self.seeds >= 1, f"seeds must be at least 1, got {self.seeds}")
+        need(self.workers >= 1, f"workers must be at least 1, got {self.workers}")
+        need(self.time_limit is None or self.time_limit > 0, f"time limit must be positive, got {self.time_limit}")
+        need(bool(self.factors) and all(f > 0 and math.isfinite(f) for f in self.factors),
+             f"lr factors must be positive numbers, got {self.factors}")
+        need(self.funnel_every >= 1 and self.funnel_top >= 0 and self.hof_size >= 1,
+             "funnel_every and hof_size must be at least 1, funnel_top at least 0")
+        need(self.max_len >= 1 and self.plateau >= 1, "max_len and plateau must be at least 1")
+        need(self.device in ("cpu", "cuda") or self.device.startswith("cuda:"),
+             f"device must be cpu or cuda, got {self.device!r}")
+        if self.device.startswith("cuda"):
+            import torch
+
+            need(torch.cuda.is_available(), f"device {self.device!r} was asked for, but torch sees no CUDA GPU")
+        need(bool(self.init), "give at least one --init program")
+        need(bool(self.tasks), "give at least one task")
+        for spec in self.init:
+            load(spec)  # ValueError / ProgramError naming the program
+        load(self.baseline)
+        for t in list(self.tasks) + list(self.meta_tasks):
+            get_task(t)  # ValueError naming the task
+        return self
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "SearchConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown search config field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def incompatible(self, other: "SearchConfig") -> list[str]:
+        """Fields (other than `RESUMABLE_CHANGES`) whose values differ."""
+        a, b = self.to_json(), other.to_json()
+        return [k for k in a if k not in RESUMABLE_CHANGES and a[k] != b[k]]

@@ -1,0 +1,227 @@
+"""Mutations of IR programs, and the loop that makes a valid, different child.
+
+One mutation is one of (weights in `MUTATION_WEIGHTS`):
+
+* ``insert``: a random statement ``target = op(args)`` at a random place; the
+  op is drawn by its weight in the op table, arguments from the names defined
+  at that place (inputs, state, hyperparameters, earlier targets) or a
+  constant; the target is a new temporary, a state slot or an existing variable;
+* ``delete``: remove a statement;
+* ``arg``: change one argument of a statement, or which variable is the update;
+* ``op``: change a statement's op to another of the same arity;
+* ``perturb``: multiply a constant (or a hyperparameter default other than
+  ``lr``, which the lr grid tunes) by ``2 ** N(0, 1)``;
+* ``resample``: replace a constant with a fresh draw.
+
+`Mutator.child` applies mutations to the parent, one after another, until the
+result type-checks, fits the length limit, has an update that depends on
+``g`` (and on ``lr``, so the lr grid can tune it), and behaves differently from the parent (its fingerprint differs);
+invalid steps are dropped, neutral ones accumulate (as in the Lion paper).
+
+Example:
+    >>> import random
+    >>> from discover import load
+    >>> from discover.search.program import prepare_init
+    >>> parent = prepare_init(load("sgd"))
+    >>> child, fp, how = Mutator().child(parent, random.Random(0))
+    >>> fp != Mutator().fingerprint(parent)
+    True
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from ..analysis.fingerprint import fingerprint
+from ..lang.check import check
+from ..lang.errors import ProgramError
+from ..lang.ir import Const, HParam, Operand, Program, Ref, Stmt, is_temp
+from ..lang.ops import OPS
+from ..library import renumber_temps
+from .program import prune, update_inputs
+
+MUTATION_WEIGHTS = {"insert": 2.0, "delete": 1.0, "arg": 2.0, "op": 1.5, "perturb": 1.0, "resample": 0.5}
+CONSTANTS = (0.5, 1.0, 2.0, 0.9, 0.99, 0.999, 0.1, 0.01, 1e-3, 1e-8, 10.0)
+
+
+class NoChild(Exception):
+    """No valid, different child was found within the allowed tries."""
+
+
+@dataclass
+class Mutator:
+    """Makes children of programs; see the module docstring.
+
+    ``max_len``: most statements a child may have; ``max_tries``: mutations tried
+    per child before giving up (`NoChild`); ``const_prob``: chance that a new
+    argument is a constant rather than a name.
+    """
+
+    max_len: int = 28
+    max_tries: int = 60
+    const_prob: float = 0.2
+
+    def __post_init__(self) -> None:
+        ops = [op for op in OPS.values() if op.weight > 0]
+        self._ops = [op.name for op in ops]
+        self._op_weights = [op.weight for op in ops]
+        self._kinds = list(MUTATION_WEIGHTS)
+        self._kind_weights = list(MUTATION_WEIGHTS.values())
+
+    # ------------------------------------------------------------------ checks
+    def invalid(self, program: Program) -> str | None:
+        """Why `program` cannot be a child (None if it can)."""
+        if len(program.body) > self.max_len:
+            return f"longer than {self.max_len} statements"
+        try:
+            check(program)
+        except ProgramError as exc:
+            return f"does not type-check: {exc.args[0] if exc.args else exc}"
+        used = update_inputs(program)
+        if "g" not in used:
+            return "update does not depend on g"
+        if "lr" in program.hparam_names and "lr" not in used:
+            return "update does not depend on lr (the lr grid could not tune it)"
+        return None
+
+    @staticmethod
+    def fingerprint(program: Program) -> str:
+        """The behavioural fingerprint of the program's live part (the cache key)."""
+        return fingerprint(prune(program))
+
+    # ------------------------------------------------------------------ child
+    def child(self, parent: Program, rng: random.Random, parent_fp: str | None = None) -> tuple[Program, str, list[str]]:
+        """A valid child that differs functionally from `parent`: (program, fingerprint, mutations applied)."""
+        parent_fp = parent_fp or self.fingerprint(parent)
+        current, applied = parent, []
+        for attempt in range(self.max_tries):
+            if attempt and attempt % 15 == 0:  # a chain that got stuck (e.g. at the length limit) starts over
+                current, applied = parent, []
+            kind = rng.choices(self._kinds, self._kind_weights)[0]
+            candidate = self.mutate(current, rng, kind)
+            if candidate is None or self.invalid(candidate) is not None:
+                continue
+            current = candidate
+            applied.append(kind)
+            fp = self.fingerprint(current)
+            if fp != parent_fp:
+                return current, fp, applied
+        raise NoChild(f"no valid child of {parent.name} differing from it after {self.max_tries} mutations")
+
+    # ------------------------------------------------------------------ one mutation
+    def mutate(self, program: Program, rng: random.Random, kind: str) -> Program | None:
+        """`program` after one mutation of `kind` (possibly invalid), or None if it does not apply."""
+        out = getattr(self, f"_{kind}")(program, rng)
+        return None if out is None else renumber_temps(out)
+
+    def _names_before(self, program: Program, pos: int) -> list[str]:
+        names = list(program.inputs) + list(program.state_names) + list(program.hparam_names)
+        for stmt in program.body[:pos]:
+            if stmt.target not in names:
+                names.append(stmt.target)
+        return names
+
+    def _const(self, rng: random.Random) -> Const:
+        if rng.random() < 0.6:
+            return Const(rng.choice(CONSTANTS))
+        return Const(float(f"{10 ** rng.uniform(-4, 1):.3g}"))
+
+    @staticmethod
+    def _weight(p: Program, name: str) -> float:
+        # The gradient and state are what optimizers are made of: draw them more often.
+        if name == "g" or name in p.state_names:
+            return 3.0
+        return 0.5 if name == "step" else 1.0
+
+    def _pick(self, p: Program, names: list[str], rng: random.Random) -> str:
+        return rng.choices(names, [self._weight(p, n) for n in names])[0]
+
+    def _operand(self, names: list[str], rng: random.Random, p: Program | None = None) -> Operand:
+        if rng.random() < self.const_prob:
+            return self._const(rng)
+        return Ref(self._pick(p, names, rng) if p is not None else rng.choice(names))
+
+    def _insert(self, p: Program, rng: random.Random) -> Program | None:
+        pos = rng.randint(0, len(p.body))
+        names = self._names_before(p, pos)
+        op = rng.choices(self._ops, self._op_weights)[0]
+        args = [self._operand(names, rng, p) for _ in range(OPS[op].arity)]
+        r = rng.random()
+        variables = [n for n in names if n not in p.hparam_names and n not in ("w", "step") and not is_temp(n)]
+        if r < 0.3 and p.states:
+            target = rng.choice(p.state_names)
+            if rng.random() < 0.5:  # accumulate: the state reads its own old value (EMAs, sums)
+                args[rng.randrange(len(args))] = Ref(target)
+        elif r < 0.45 and variables:
+            target = rng.choice(variables)
+        else:
+            target = "_new"
+        args = tuple(args)
+        body = p.body[:pos] + (Stmt(target, op, args),) + p.body[pos:]
+        return p.with_(body=body)
+
+    def _delete(self, p: Program, rng: random.Random) -> Program | None:
+        if not p.body:
+            return None
+        i = rng.randrange(len(p.body))
+        return p.with_(body=p.body[:i] + p.body[i + 1:])
+
+    def _arg(self, p: Program, rng: random.Random) -> Program | None:
+        slots = [(i, j) for i, s in enumerate(p.body) for j in range(len(s.args))] + [(len(p.body), 0)]
+        i, j = rng.choice(slots)
+        names = self._names_before(p, i)
+        if i == len(p.body):  # which variable is the update
+            return p.with_(returns=(Ref(self._pick(p, names, rng)),) + p.returns[1:])
+        s = p.body[i]
+        args = s.args[:j] + (self._operand(names, rng, p),) + s.args[j + 1:]
+        return p.with_(body=p.body[:i] + (Stmt(s.target, s.op, args),) + p.body[i + 1:])
+
+    def _op(self, p: Program, rng: random.Random) -> Program | None:
+        if not p.body:
+            return None
+        i = rng.randrange(len(p.body))
+        s = p.body[i]
+        same = [(n, w) for n, w in zip(self._ops, self._op_weights) if OPS[n].arity == len(s.args) and n != s.op]
+        if not same:
+            return None
+        op = rng.choices([n for n, _ in same], [w for _, w in same])[0]
+        return p.with_(body=p.body[:i] + (Stmt(s.target, op, s.args),) + p.body[i + 1:])
+
+    def _constants(self, p: Program, with_hparams: bool) -> list[tuple]:
+        slots: list[tuple] = [("arg", i, j) for i, s in enumerate(p.body) for j, a in enumerate(s.args)
+                              if isinstance(a, Const)]
+        if with_hparams:
+            slots += [("hp", k) for k, h in enumerate(p.hparams) if h.name != "lr"]
+        return slots
+
+    def _set_const(self, p: Program, slot: tuple, value: float) -> Program:
+        if slot[0] == "hp":
+            k = slot[1]
+            hp = p.hparams[:k] + (HParam(p.hparams[k].name, value),) + p.hparams[k + 1:]
+            return p.with_(hparams=hp)
+        _, i, j = slot
+        s = p.body[i]
+        args = s.args[:j] + (Const(value),) + s.args[j + 1:]
+        return p.with_(body=p.body[:i] + (Stmt(s.target, s.op, args),) + p.body[i + 1:])
+
+    def _get_const(self, p: Program, slot: tuple) -> float:
+        if slot[0] == "hp":
+            return p.hparams[slot[1]].default
+        return p.body[slot[1]].args[slot[2]].value
+
+    def _perturb(self, p: Program, rng: random.Random) -> Program | None:
+        slots = self._constants(p, with_hparams=True)
+        if not slots:
+            return None
+        slot = rng.choice(slots)
+        value = self._get_const(p, slot) * 2 ** rng.gauss(0.0, 1.0)
+        if not math.isfinite(value):
+            return None
+        return self._set_const(p, slot, float(f"{value:.4g}"))
+
+    def _resample(self, p: Program, rng: random.Random) -> Program | None:
+        slots = self._constants(p, with_hparams=False)
+        if not slots:
+            return None
+        return self._set_const(p, rng.choice(slots), self._const(rng).value)

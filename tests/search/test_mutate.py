@@ -1,0 +1,73 @@
+"""Mutations, data-flow analysis, pruning and the equivalence cache key."""
+import random
+
+import pytest
+
+from discover import check, load, parse
+from discover.analysis import fingerprint
+from discover.search.mutate import MUTATION_WEIGHTS, Mutator
+from discover.search.program import (depends_on_g, prepare_init, program_from_json, program_to_json, prune,
+                                     update_inputs, with_lr_scale)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw", "lion"])
+def test_children_are_valid_and_differ_from_parent(name):
+    parent = prepare_init(load(name))
+    m = Mutator(max_len=24)
+    rng = random.Random(7)
+    parent_fp = fingerprint(prune(parent))
+    for _ in range(40):
+        child, fp, how = m.child(parent, rng)
+        check(child)
+        assert len(child.body) <= 24
+        assert depends_on_g(child) and "lr" in update_inputs(child)
+        assert fp == fingerprint(prune(child)) != parent_fp
+        assert how and set(how) <= set(MUTATION_WEIGHTS)
+
+
+def test_each_mutation_kind_changes_the_program():
+    p = prepare_init(load("adamw"))
+    m = Mutator()
+    rng = random.Random(0)
+    for kind in MUTATION_WEIGHTS:
+        outs = [m.mutate(p, rng, kind) for _ in range(5)]
+        assert any(o is not None and o != p for o in outs), kind
+    # insert adds one statement, delete removes one
+    assert len(m.mutate(p, rng, "insert").body) == len(p.body) + 1
+    assert len(m.mutate(p, rng, "delete").body) == len(p.body) - 1
+
+
+def test_depends_on_g_follows_state_across_steps():
+    direct = parse("def f(w, g, *, lr=0.1):\n    return lr * g\n")
+    through_state = parse("def f(w, g, m=0, *, lr=0.1):\n    d = lr * m\n    m = interp(g, m, 0.9)\n    return d, m\n")
+    never = parse("def f(w, g, m=0, *, lr=0.1):\n    m = interp(g, m, 0.9)\n    return lr * w, m\n")
+    assert depends_on_g(direct) and depends_on_g(through_state) and not depends_on_g(never)
+    assert update_inputs(through_state) >= {"g", "m", "lr"}
+
+
+def test_prune_drops_dead_statements_and_state_and_keeps_behaviour():
+    dead = parse("def f(w, g, m=0, v=0, *, lr=0.1):\n    t = sqrt(abs(w))\n    v = v + t\n"
+                 "    m = interp(g, m, 0.9)\n    return lr * m, m, v\n")
+    live = parse("def f(w, g, m=0, *, lr=0.1):\n    m = interp(g, m, 0.9)\n    return lr * m, m\n")
+    pruned = prune(dead)
+    assert pruned.state_names == ("m",) and len(pruned.body) == len(live.body)
+    # the cache key: a program with dead code has the same fingerprint as without it
+    assert fingerprint(prune(dead)) == fingerprint(prune(live)) == fingerprint(live)
+    assert Mutator.fingerprint(dead) == Mutator.fingerprint(live)
+    assert Mutator.fingerprint(dead) != Mutator.fingerprint(with_lr_scale(live, 2.0))
+
+
+def test_prepare_init_adds_state_slots_lr_and_inputs():
+    p = prepare_init(load("sgd"))
+    assert p.state_names == ("m", "v") and p.inputs == ("w", "g", "step")
+    assert fingerprint(p) == fingerprint(load("sgd"))  # unused slots change nothing
+    no_lr = prepare_init(parse("def f(w, g):\n    return 0.1 * g\n"))
+    assert no_lr.defaults["lr"] == 1.0 and fingerprint(no_lr) == fingerprint(parse("def f(w, g):\n    return 0.1 * g\n"))
+    with pytest.raises(ValueError, match="wraps"):
+        prepare_init(load("lookahead"))
+
+
+def test_program_json_round_trip_is_exact():
+    p = with_lr_scale(prepare_init(load("nadam")), 1 / 3)
+    q = program_from_json(program_to_json(p))
+    assert q == p and q.defaults == p.defaults
