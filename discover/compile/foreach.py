@@ -443,29 +443,43 @@ class _Gen:
             copies.append((s, v, final))
         dests = {("state", s.name) for s, _, _ in copies}
 
+        # a state read as it came in lives in its own buffer until that buffer is overwritten
+        state_inputs = {v.id: ("state", s.name) for s, v in low.states if not s.scalar}
+
         def sources(val) -> set:
             if not isinstance(val, Val) or val.level != T:
                 return set()
+            if val.id in state_inputs:
+                return {state_inputs[val.id]}
             if val.id in borrowed:
                 return set().union(*(sources(low.vals[i]) for i in borrowed[val.id])) | {("borrowed", val.id)}
             return {buf.get(val.id)}
+
+        # Values read after a state buffer they live in is overwritten are cloned first, under
+        # a fresh name: the original name may be the very state list being written.
+        kept: dict[int, str] = {}
+
+        def keep(val) -> None:
+            if val.id not in kept:
+                kept[val.id] = f"_kept{len(kept)}"
+                out.append(f"    {kept[val.id]} = _torch._foreach_clone({val.py})  # read it before state buffers are overwritten")
 
         for s, v, final in copies:
             src = sources(final)
             clobbered = bool(src & (dests - {("state", s.name)}))
             unknown = any(isinstance(b, tuple) and b[0] == "borrowed" for b in src) and len(copies) > 1
             if clobbered or unknown:
-                out.append(f"    {final.py} = _torch._foreach_clone({final.py})  # read it before state buffers are overwritten")
+                keep(final)
         if isinstance(update, Val) and update.level == T and (sources(update) & dests):
-            out.append(f"    {update.py} = _torch._foreach_clone({update.py})  # read it before state buffers are overwritten")
+            keep(update)
         for s, v, final in copies:
             if isinstance(final, Val) and final.level == T:
-                out.append(f"    _torch._foreach_copy_({v.py}, {final.py})  # new {s.name}")
+                out.append(f"    _torch._foreach_copy_({v.py}, {kept.get(final.id, final.py)})  # new {s.name}")
             else:
                 out.append(f"    for _s, _x in _zip({v.py}, _bl({self.k(final)}, _n)):  # new {s.name}")
                 out.append("        _s.fill_(_x)")
         if isinstance(update, Val) and update.level == T:
-            out.append(f"    _torch._foreach_sub_({wname}, {update.py})  # w <- w - update")
+            out.append(f"    _torch._foreach_sub_({wname}, {kept.get(update.id, update.py)})  # w <- w - update")
         else:
             out.append(f"    _torch._foreach_sub_({wname}, {self.k(update)})  # w <- w - update")
         rets = []

@@ -52,6 +52,10 @@ def reference_step(program: Program, params: list[Tensor], grads: list[Tensor], 
         for s in program.states:
             env[s.name] = states[s.name][i]
         update, *new_states = evaluate(program, env)
+        # A returned value may be a buffer this step overwrites (states swapped, a state
+        # returned as the update, w kept as state): read all of them before writing any.
+        buffers = {id(p)} | {id(states[s.name][i]) for s in program.states if not s.scalar}
+        update, *new_states = [v.clone() if id(v) in buffers else v for v in (update, *new_states)]
         for s, value in zip(program.states, new_states):
             if s.scalar:
                 new_scalars[s.name].append(value)
