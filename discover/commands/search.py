@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "best re-scored on larger meta-validation tasks. Writes runs/<date-time>/ (or --out).",
         epilog="examples:\n  discover search\n  discover search --init sgd --budget 2000 --time-limit 1800\n"
                "  discover search --resume runs/20240101-120000\n"
+               "  discover search --backend ray --address auto --workers 16 --gpus-per-worker 0.25 --device cuda\n"
                "  discover search --tasks quadratic,mypkg.tasks:MyTask --budget 100",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("what to search")
@@ -69,7 +70,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="programs tuned on the meta tasks at the end, for comparison in summary.json (e.g. momentum)")
     g = p.add_argument_group("where")
     g.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
-    g.add_argument("--workers", type=int, default=None, help="evaluation worker processes (default 1: in process)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="evaluation workers: processes, or Ray actors with --backend ray (default 1: in process)")
+    g.add_argument("--backend", choices=["auto", "local", "process", "ray"], default=None,
+                   help="where candidates train: in process, local processes, or Ray (pip install 'discover[ray]'); "
+                        "default auto: local for 1 worker, process for more")
+    g.add_argument("--address", default=None, metavar="ADDR",
+                   help="Ray cluster to join: auto, HOST:PORT or ray://HOST:10001 (default: start a local Ray "
+                        "instance for the run)")
+    g.add_argument("--gpus-per-worker", type=float, default=None, metavar="F",
+                   help="GPUs each Ray worker reserves; fractions share a GPU (default 0; >0 with --device cuda)")
+    g.add_argument("--cpus-per-worker", type=float, default=None, metavar="N",
+                   help="CPUs each Ray worker reserves, and its torch threads (default 1)")
     g.add_argument("--out", default=None, metavar="DIR", help="run directory (default runs/<date-time>)")
     g.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -78,7 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 _FIELDS = ["init", "tasks", "meta_tasks", "baseline", "steps", "meta_steps", "budget", "time_limit", "seed",
            "population", "tournament", "batch", "seeds", "factors", "max_len", "plateau", "funnel_every",
-           "funnel_top", "hof_size", "candidate_time_limit", "device", "workers", "out"]
+           "funnel_top", "hof_size", "candidate_time_limit", "device", "workers", "backend", "address",
+           "gpus_per_worker", "cpus_per_worker", "out"]
 
 
 def config_from_args(args: argparse.Namespace) -> SearchConfig:
@@ -107,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         if bad:
             raise ValueError(f"cannot resume {args.resume} with a different {', '.join('--' + b.replace('_', '-') for b in bad)}: "
                              f"the run was made with " + ", ".join(f"{b}={getattr(saved, b)!r}" for b in bad)
-                             + "; only --budget, --time-limit and --workers may change on resume")
+                             + "; only --budget, --time-limit, --workers, --backend, --address, --gpus-per-worker "
+                               "and --cpus-per-worker may change on resume")
         # Only what was given on the command line overrides the saved config.
         for k in RESUMABLE_CHANGES:
             if k not in given and k != "progress":

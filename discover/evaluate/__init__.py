@@ -49,7 +49,8 @@ class Evaluator:
             ``baseline_factors``; fitness is loss / baseline loss.
         steps: training steps (default each task's own), an int for all, or per task.
         device: ``"cpu"`` or ``"cuda"``.
-        backend: a `Backend` or a name (``local``, ``process``, ``auto``) with ``workers``.
+        backend: a `Backend` or a name (``local``, ``process``, ``ray``, ``auto``) with ``workers``.
+        backend_options: options of a named backend (for ``ray``: address, gpus_per_worker, ...).
         chunk: candidates per work item (default all: one item per task).
         candidate_time_limit: seconds of update time per candidate per task before it fails.
         baselines: known baseline losses by task (e.g. from a checkpoint).
@@ -60,7 +61,7 @@ class Evaluator:
                  baseline_factors: Sequence[float] = WIDE_FACTORS, steps: "int | dict | None" = None,
                  device: str = "cpu", backend: "Backend | str" = "local", workers: int = 1,
                  chunk: int | None = None, candidate_time_limit: float | None = None,
-                 baselines: dict[str, float] | None = None) -> None:
+                 baselines: dict[str, float] | None = None, backend_options: dict | None = None) -> None:
         if not tasks:
             raise ValueError("no tasks to evaluate on")
         for t in tasks:
@@ -72,7 +73,8 @@ class Evaluator:
         self.baseline_factors = [float(f) for f in baseline_factors]
         self.steps = steps
         self.device = device
-        self.backend = get_backend(backend, workers) if isinstance(backend, str) else backend
+        self.backend = (get_backend(backend, workers, **(backend_options or {})) if isinstance(backend, str)
+                        else backend)
         self.chunk = chunk
         self.candidate_time_limit = candidate_time_limit
         self._baselines = dict(baselines or {})

@@ -1,19 +1,19 @@
 """Backends run a batch of `WorkItem` and return one `ItemResult` per item, in order.
 
 * ``local``: in this process, one item after another (the default);
-* ``process``: a pool of local worker processes (``spawn``), items spread over
-  them; each worker uses ``cpu_count // workers`` torch threads.
+* ``process``: local worker processes (``spawn``), items spread over them;
+  each worker uses ``cpu_count // workers`` torch threads; a killed worker's
+  items are resubmitted (`discover.evaluate.process_backend`);
+* ``ray``: long-lived Ray actors, locally or on a cluster
+  (`discover.evaluate.ray_backend`; needs the ``ray`` extra).
 
 A backend only *runs* work; what the work is (`make_work`) and how results are
 merged (`merge_results`) do not depend on it, so every backend gives the same
 losses for the same items. (On CPU, float results can depend on the number of
-torch threads; the process backend fixes it per worker.) A cluster backend
-(Ray) plugs in by subclassing `Backend` and registering in `BACKENDS`.
+torch threads; the process and ray backends fix it per worker.)
 """
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
 from abc import ABC, abstractmethod
 from typing import Sequence
 
@@ -49,46 +49,24 @@ class LocalBackend(Backend):
         return [run_item(item) for item in items]
 
 
-def _init_worker(threads: int) -> None:
-    import torch
+# After `Backend`: process_backend imports it from here.
+from .process_backend import ProcessPoolBackend as ProcessBackend  # noqa: E402
 
-    torch.set_num_threads(threads)
-
-
-class ProcessBackend(Backend):
-    """Run items in a pool of `workers` local processes (started on first use)."""
-
-    name = "process"
-
-    def __init__(self, workers: int = 2, threads: int | None = None) -> None:
-        if workers < 1:
-            raise ValueError(f"workers must be at least 1, got {workers}")
-        self.workers = workers
-        self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
-        self._pool = None
-
-    def run(self, items: Sequence[WorkItem]) -> list[ItemResult]:
-        if not items:
-            return []
-        if self._pool is None:
-            ctx = mp.get_context("spawn")
-            self._pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.threads,))
-        return list(self._pool.map(run_item, list(items), chunksize=1))
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+BACKENDS = {"local": LocalBackend, "process": ProcessBackend, "ray": None}  # ray: imported when asked for
 
 
-BACKENDS = {"local": LocalBackend, "process": ProcessBackend}
+def get_backend(name: str = "local", workers: int = 1, **options) -> Backend:
+    """A backend by name: ``local``, ``process`` (``workers`` processes) or ``ray`` (``workers`` actors).
 
-
-def get_backend(name: str = "local", workers: int = 1) -> Backend:
-    """A backend by name: ``local`` or ``process`` (``workers`` processes)."""
+    ``options`` go to the ray backend (``address``, ``gpus_per_worker``,
+    ``cpus_per_worker``, ``temp_dir``; see `discover.evaluate.ray_backend`).
+    """
     if name == "auto":
         name = "process" if workers > 1 else "local"
     if name not in BACKENDS:
         raise ValueError(f"unknown evaluation backend {name!r}; choose one of {', '.join(BACKENDS)} or auto")
+    if name == "ray":
+        from .ray_backend import RayBackend
+
+        return RayBackend(workers, **options)
     return ProcessBackend(workers) if name == "process" else LocalBackend()

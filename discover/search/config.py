@@ -18,7 +18,8 @@ from ..tasks import DEFAULT_TASKS, META_TASKS
 
 # Fields that may change when a run is resumed (they do not change what the run computes
 # up to where it stopped, only where it stops or how fast it gets there).
-RESUMABLE_CHANGES = ("budget", "time_limit", "workers", "backend", "out", "progress")
+RESUMABLE_CHANGES = ("budget", "time_limit", "workers", "backend", "address", "gpus_per_worker",
+                     "cpus_per_worker", "out", "progress")
 
 
 @dataclass
@@ -49,6 +50,9 @@ class SearchConfig:
     device: str = "cpu"
     workers: int = 1
     backend: str = "auto"
+    address: str | None = None
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
     out: str | None = None
     progress: bool = True
 
@@ -68,6 +72,12 @@ class SearchConfig:
         need(self.batch >= 1, f"batch must be at least 1, got {self.batch}")
         need(self.seeds >= 1, f"seeds must be at least 1, got {self.seeds}")
         need(self.workers >= 1, f"workers must be at least 1, got {self.workers}")
+        need(self.backend in ("auto", "local", "process", "ray"),
+             f"backend must be auto, local, process or ray, got {self.backend!r}")
+        need(self.gpus_per_worker >= 0 and self.cpus_per_worker > 0,
+             f"gpus per worker must be at least 0 and cpus per worker above 0, got "
+             f"{self.gpus_per_worker:g} and {self.cpus_per_worker:g}")
+        need(self.address is None or self.backend == "ray", "--address is for --backend ray")
         need(self.time_limit is None or self.time_limit > 0, f"time limit must be positive, got {self.time_limit}")
         need(bool(self.factors) and all(f > 0 and math.isfinite(f) for f in self.factors),
              f"lr factors must be positive numbers, got {self.factors}")
@@ -76,7 +86,10 @@ class SearchConfig:
         need(self.max_len >= 1 and self.plateau >= 1, "max_len and plateau must be at least 1")
         need(self.device in ("cpu", "cuda") or self.device.startswith("cuda:"),
              f"device must be cpu or cuda, got {self.device!r}")
-        if self.device.startswith("cuda"):
+        if self.device.startswith("cuda") and self.backend == "ray":
+            need(self.gpus_per_worker > 0, f"device {self.device!r} with the ray backend needs --gpus-per-worker "
+                                           "above 0 (the GPUs are the workers', not this machine's)")
+        elif self.device.startswith("cuda"):
             import torch
 
             need(torch.cuda.is_available(), f"device {self.device!r} was asked for, but torch sees no CUDA GPU")

@@ -94,10 +94,14 @@ class Search:
         self.dir = run_dir
         self.mutator = Mutator(max_len=config.max_len)
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        options = {}
+        if config.backend == "ray":  # a local Ray instance keeps its logs in the run directory
+            options = dict(address=config.address, gpus_per_worker=config.gpus_per_worker,
+                           cpus_per_worker=config.cpus_per_worker, temp_dir=str(run_dir.path / "ray"))
         self.evaluator = Evaluator(config.tasks, seeds=range(config.seed, config.seed + config.seeds),
                                    factors=config.factors, baseline=config.baseline, steps=config.steps,
                                    device=config.device, backend=config.backend, workers=config.workers,
-                                   candidate_time_limit=config.candidate_time_limit)
+                                   backend_options=options, candidate_time_limit=config.candidate_time_limit)
         self.meta_evaluator: Evaluator | None = None
         if config.meta_tasks:
             self.meta_evaluator = Evaluator(config.meta_tasks, seeds=range(config.seed, config.seed + config.seeds),
@@ -426,7 +430,8 @@ def run(config: SearchConfig, *, resume: str | Path | None = None, progress: boo
         if bad:
             raise ValueError(f"cannot resume {rd.path}: its config has a different "
                              + ", ".join(f"{k} ({merged[k]!r}, not {given[k]!r})" for k in bad)
-                             + "; only budget, time_limit and workers may change on resume")
+                             + "; only " + ", ".join(k for k in RESUMABLE_CHANGES if k not in ("out", "progress"))
+                             + " may change on resume")
         for k in RESUMABLE_CHANGES:
             if k in given and given[k] is not None and k != "out":
                 merged[k] = given[k]
