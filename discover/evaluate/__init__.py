@@ -15,8 +15,9 @@ input order, and `discover.evaluate.fitness` turns them into scores.
 
 Example:
     >>> from discover import load
-    >>> score_programs([load("adamw"), load("lion")], ["quadratic"])   # doctest: +SKIP
-    [1.0, 0.97]
+    >>> scores = score_programs([load("adamw"), load("lion")], ["quadratic"])
+    >>> len(scores), scores[0] >= 1.0   # 1.0 is AdamW tuned on a wider lr grid
+    (2, True)
 """
 from __future__ import annotations
 
@@ -151,8 +152,8 @@ def score_programs(programs: Sequence["Program | str"], tasks: Sequence[str] | N
         backend, workers: where to run (``local``; ``process`` with ``workers`` processes).
 
     Example:
-        >>> score_programs(["adamw", "sgd"], ["quadratic"], factors=[1.0])   # doctest: +SKIP
-        [1.02, 3.7]
+        >>> [s > 0 for s in score_programs(["adamw", "sgd"], ["quadratic"], factors=[1.0])]
+        [True, True]
     """
     ev = Evaluator(list(tasks or DEFAULT_TASKS), seeds=range(seed, seed + seeds), factors=factors,
                    baseline=baseline, steps=steps, device=device, backend=backend, workers=workers)

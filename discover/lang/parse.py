@@ -108,7 +108,8 @@ def parse_file(path: str | Path) -> Program:
     """Parse a ``.opt`` file; errors name the file.
 
     Example:
-        >>> parse_file("programs/adam.opt").name   # doctest: +SKIP
+        >>> from discover.library import programs_dir
+        >>> parse_file(programs_dir() / "adam.opt").name
         'adam'
     """
     path = Path(path)

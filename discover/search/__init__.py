@@ -3,8 +3,12 @@
 The Python API of `discover search`:
 
     >>> from discover.search import SearchConfig, run
-    >>> result = run(SearchConfig(init=["sgd"], tasks=["quadratic", "mlp"], budget=64))  # doctest: +SKIP
-    >>> print(discover.unparse(result.best.program))                                     # doctest: +SKIP
+    >>> import tempfile, discover
+    >>> result = run(SearchConfig(init=["sgd"], tasks=["quadratic"], meta_tasks=[], budget=8,
+    ...                           progress=False, out=tempfile.mkdtemp()))
+    >>> result.evaluations
+    8
+    >>> text = discover.unparse(result.best.program)   # runs as is: discover.parse(text)
 
 Modules: `config` (SearchConfig), `program` (data flow, pruning, warm starts,
 JSON IR), `mutate` (mutations and valid children), `individual` (DEAP

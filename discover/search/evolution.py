@@ -416,8 +416,11 @@ def run(config: SearchConfig, *, resume: str | Path | None = None, progress: boo
     and is re-raised after saying how to resume.
 
     Example:
-        >>> result = run(SearchConfig(budget=8, tasks=["quadratic"], meta_tasks=[]))  # doctest: +SKIP
-        >>> result.best.program  # doctest: +SKIP
+        >>> import tempfile
+        >>> result = run(SearchConfig(budget=8, tasks=["quadratic"], meta_tasks=[], progress=False,
+        ...                           out=tempfile.mkdtemp()))
+        >>> result.best.program.name != ""
+        True
     """
     from .config import RESUMABLE_CHANGES
 
