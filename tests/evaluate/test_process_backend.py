@@ -19,14 +19,6 @@ from discover.lang.ir import HParam
 DIVERGES = load("sgd").with_(name="diverges", hparams=(HParam("lr", 1e6), HParam("weight_decay", 0.0)))
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def backend():
     b = ProcessPoolBackend(workers=2, threads=1)

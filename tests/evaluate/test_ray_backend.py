@@ -31,15 +31,6 @@ from discover.search import run as run_search
 DIVERGES = load("sgd").with_(name="diverges", hparams=(HParam("lr", 1e6), HParam("weight_decay", 0.0)))
 
 
-@pytest.fixture
-def one_thread():
-    """Run the local backend with the actors' thread count (1), restoring it after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
     deep = tmp_path_factory.mktemp("run") / ("a-long-run-directory-name-" * 3) / "ray"
