@@ -364,7 +364,7 @@ class Search:
                             "eval": self.best.born} if self.best else None,
             "hall_of_fame": [{"rank": r, "fingerprint": i.fp, "meta": i.value, "search": i.search_fitness,
                               "eval": i.born, "meta_ratios": self.meta.get(i.fp, {}).get("ratios", {}),
-                              "program": unparse(i.program, header=False)} for r, i in enumerate(self.hof, 1)],
+                              "program": unparse(prune(i.program), header=False)} for r, i in enumerate(self.hof, 1)],
             "references": self.references,
         }
         self.dir.write_summary(summary)
@@ -379,7 +379,9 @@ class Search:
                + (f": {ratios}" if ratios else "") + f".\nSearch fitness {ind.search_fitness:.4f} on "
                f"{', '.join(self.config.tasks)}. The learning rate found by the lr grid is folded in.")
         name = f"discovered_{ind.fp[:8]}" if ind.born >= 0 else ind.program.name
-        return unparse(ind.program.with_(name=name, doc=doc))
+        # Written without the statements and state that cannot affect the update: the form
+        # the search trained, and the one a person should read.
+        return unparse(prune(ind.program).with_(name=name, doc=doc))
 
     def score_references(self, specs: list[str]) -> None:
         """Tune reference programs (e.g. momentum) on the meta tasks for comparison in the summary."""
