@@ -16,3 +16,19 @@ def test_every_subpackage_is_listed_in_pyproject():
 def test_builtin_programs_ship_as_package_data():
     assert any((ROOT / "programs").glob("*.opt"))
     assert '"discover.programs" = ["*.opt"]' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_a_regular_install_finds_the_builtin_programs(tmp_path):
+    """`pip install .` (not editable) ships programs/ as discover/programs."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(ROOT)],
+                   check=True, capture_output=True)
+    code = ("import discover, discover.library as lib; "
+            "print(lib.programs_dir()); print(','.join(discover.builtin_names()))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": ""},
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == str(target / "discover" / "programs")
+    assert out[1].split(",") == sorted(p.stem for p in (ROOT / "programs").glob("*.opt"))
