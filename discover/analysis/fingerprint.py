@@ -48,29 +48,9 @@ def probe_trace(program: Program, steps: int = PROBE_STEPS, seed: int = 0) -> to
 
     NaN or inf are kept as they come; a program that raises gives an all-NaN trace.
     """
-    rows = [[] for _ in range(steps)]
-    hp = program.defaults
-    for probe in _probe_inputs(steps, seed):
-        w = probe["w"].clone()
-        state: dict[str, Any] = {}
-        for s in program.states:
-            init = s.init.value if isinstance(s.init, Const) else (w.clone() if s.init.name == "w" else hp[s.init.name])
-            state[s.name] = init if (s.scalar or isinstance(init, torch.Tensor)) else torch.full_like(w, init)
-        for t in range(steps):
-            env = {**hp, **state, "w": w, "g": probe["g"][t], "u": probe["u"][t], "step": t + 1}
-            try:
-                update, *new_state = evaluate(program, env)
-                update = torch.as_tensor(update, dtype=torch.float64).expand_as(w)
-            except Exception:  # a broken program is a behaviour too: all NaN
-                update, new_state = torch.full_like(w, math.nan), list(state.values())
-            rows[t].append(update.reshape(-1))
-            for s, value in zip(program.states, new_state):
-                if s.scalar:
-                    state[s.name] = value
-                else:
-                    state[s.name] = torch.as_tensor(value, dtype=torch.float64).expand_as(w).clone()
-            w = w - update
-    return torch.stack([torch.cat(r) for r in rows])
+    rows = [run_probe(program, probe["w"], probe["g"], update_w=True, wrapped=probe["u"])
+            for probe in _probe_inputs(steps, seed)]
+    return torch.stack([torch.cat([u.reshape(-1) for u in per_step]) for per_step in zip(*rows)])
 
 
 def fingerprint(program: Program, steps: int = PROBE_STEPS, digits: int = 6) -> str:
