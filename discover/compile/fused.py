@@ -15,9 +15,9 @@ Design (chosen by measurement, see `discover bench step` and ``backends.py``):
   array, so **hyperparameters and the step are runtime values**: a scheduler
   changing ``lr`` or a growing ``step`` never recompiles anything.
 - The kernel knows no shapes and no tensor count; it is compiled once per program
-  (``g++ -O3 -march=native -fopenmp``, about 1 s on this CPU), cached on disk under
-  ``$DISCOVER_CACHE_DIR`` (default ``~/.cache/discover/kernels``) by a hash of its
-  source, and loaded with ctypes. `compile_count()` counts compiler runs.
+  (``g++ -O3 -march=native -fopenmp``, 0.2-0.6 s on this CPU), cached on disk by
+  `discover.compile.cxx` (keyed by a hash of its source and the CPU) and loaded with
+  ctypes. `compile_count()` counts compiler runs.
 - Semantics follow the reference op by op in the parameter's dtype (float32 ops in
   float, with ``-ffp-contract=off`` so the compiler adds no FMAs; ``lerp`` uses the
   FMA formula of torch's vectorized lerp). Results match the reference to round-off.
@@ -36,44 +36,25 @@ Example:
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import operator
-import os
-import platform
-import shutil
-import subprocess
-import sys
-import tempfile
-import threading
 import warnings
 from array import array
 from itertools import chain
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from ..lang.ir import Program
+from . import cxx
 from .foreach import PD, PU, S, T, Lowered, Val, _bl, _fl, _pre_all, compile_foreach, lower, prologue, runtime_namespace
 
-_FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-std=c++17",
-          "-shared", "-fPIC"]
 _PARALLEL_MIN = 1 << 16  # elements per bucket below which one thread is faster than waking others
-_LOCK = threading.Lock()
-_LOADED: dict[str, ctypes.CDLL] = {}
 _WARNED: set[str] = set()
-_COMPILES = [0]
 _numel = torch.Tensor.numel
 _contiguous = torch.Tensor.is_contiguous
 _data_ptr = torch.Tensor.data_ptr
 _dtype = operator.attrgetter("dtype")
 _is_cpu = operator.attrgetter("is_cpu")
-
-
-def compile_count() -> int:
-    """How many times this process has run the C++ compiler (a test hook: it must not grow
-    when hyperparameters change or steps advance)."""
-    return _COMPILES[0]
 
 
 def _warn_once(key: str, message: str) -> None:
@@ -82,7 +63,10 @@ def _warn_once(key: str, message: str) -> None:
         warnings.warn(f"discover fused backend: {message}", RuntimeWarning, stacklevel=3)
 
 
-class FusedUnavailable(RuntimeError):
+compile_count = cxx.compile_count
+
+
+class FusedUnavailable(cxx.CompilerUnavailable):
     """The program or machine cannot use the fused kernel (the message says why)."""
 
 
@@ -258,51 +242,12 @@ def kernel_source(program: Program) -> str:
 
 # --------------------------------------------------------------------------- building
 
-
-def _cache_dir() -> Path:
-    root = os.environ.get("DISCOVER_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "discover")
-    return Path(root) / "kernels"
-
-
-def _machine_tag() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            info = "".join(line for line in f if line.startswith(("model name", "flags")))[:4000]
-    except OSError:
-        info = platform.processor()
-    return info + platform.machine() + sys.platform
+_STEP_ARGS = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
 
 
 def _build(source: str) -> ctypes.CDLL:
-    """Compile (or load from the disk cache) the shared library for `source`."""
-    cxx = os.environ.get("CXX", "g++")
-    key = hashlib.sha256("\0".join([source, cxx, *_FLAGS, _machine_tag()]).encode()).hexdigest()[:24]
-    with _LOCK:
-        if key in _LOADED:
-            return _LOADED[key]
-        torch_lib = Path(torch.__file__).parent / "lib"
-        ctypes.CDLL(str(torch_lib / "libgomp.so.1"), mode=ctypes.RTLD_GLOBAL) if (torch_lib / "libgomp.so.1").exists() else None
-        out = _cache_dir() / f"step_{key}.so"
-        if not out.exists():
-            if shutil.which(cxx) is None:
-                raise FusedUnavailable(f"no C++ compiler ({cxx!r} not found; set $CXX)")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-                src = Path(tmp) / "step.cpp"
-                src.write_text(source, encoding="utf-8")
-                lib = Path(tmp) / "step.so"
-                _COMPILES[0] += 1
-                proc = subprocess.run([cxx, *_FLAGS, str(src), "-o", str(lib)], capture_output=True, text=True)
-                if proc.returncode != 0:
-                    raise FusedUnavailable(f"{cxx} failed: {proc.stderr.strip()[:500]}")
-                os.replace(lib, out)
-        dll = ctypes.CDLL(str(out))
-        for name in ("discover_step_f32", "discover_step_f64"):
-            fn = getattr(dll, name)
-            fn.restype = None
-            fn.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
-        _LOADED[key] = dll
-        return dll
+    """The loaded library of a kernel source (built once per machine, then from the disk cache)."""
+    return cxx.build(source, {"discover_step_f32": (_STEP_ARGS, None), "discover_step_f64": (_STEP_ARGS, None)})
 
 
 # --------------------------------------------------------------------------- the step
@@ -314,7 +259,7 @@ def compile_fused(program: Program) -> Callable[..., dict]:
     try:
         kernel = _Kernel(lower(program))
         dll = _build(kernel.source)
-    except (FusedUnavailable, OSError) as exc:  # OSError: e.g. an unwritable kernel cache
+    except (cxx.CompilerUnavailable, OSError) as exc:  # OSError: e.g. an unwritable kernel cache
         _warn_once(f"{program.name}:{exc}", f"program '{program.name}' runs on the foreach backend: {exc}")
         return fallback
     low = kernel.low

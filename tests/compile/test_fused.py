@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from discover import ProgramOptimizer, load, parse
-from discover.compile import compile_step, fused
+from discover.compile import compile_step, cxx, fused
 from _stepcheck import assert_close, run
 
 
@@ -16,7 +16,7 @@ def _available() -> bool:
     try:
         fused._build(fused.kernel_source(load("sgd")))
         return True
-    except fused.FusedUnavailable:
+    except cxx.CompilerUnavailable:
         return False
 
 
