@@ -88,8 +88,23 @@ class Op:
 # torch), so scalar arithmetic goes through numpy float64 with warnings silenced.
 
 
-def _ieee(fn: Callable[..., Any]) -> Callable[..., float]:
+def _ieee(fn: Callable[..., Any], fast: Callable[..., Any] | None = None) -> Callable[..., float]:
+    """`fn` on float64 with IEEE results (NaN/inf, never an exception).
+
+    `fast`, where given, is a plain-Python form used whenever it returns a float: for the
+    correctly rounded operations (+ - * / sqrt) it gives numpy's bits; for ``pow`` it is
+    Python's float pow, the one torch.optim's bias corrections use (numpy's own pow can differ
+    in the last bit). Its exceptions and complex results fall through to numpy. About 10x
+    cheaper: scalar prologues run these once per step per optimizer (and per member in search).
+    """
     def scalar(*args: float) -> float:
+        if fast is not None:
+            try:
+                out = fast(*args)
+                if out.__class__ is float:
+                    return out
+            except (ArithmeticError, ValueError):
+                pass
         with np.errstate(all="ignore"):
             return float(fn(*(np.float64(a) for a in args)))
 
@@ -109,8 +124,9 @@ def _tensor_like(value: Value, *refs: Value) -> Tensor:
     return torch.as_tensor(value, dtype=ref.dtype, device=ref.device)
 
 
-def _unary(torch_fn: Callable[[Tensor], Tensor], np_fn: Callable[[Any], Any]) -> Callable[[Value], Value]:
-    scalar = _ieee(np_fn)
+def _unary(torch_fn: Callable[[Tensor], Tensor], np_fn: Callable[[Any], Any],
+           fast: Callable[[Any], Any] | None = None) -> Callable[[Value], Value]:
+    scalar = _ieee(np_fn, fast)
 
     def fn(x: Value) -> Value:
         return torch_fn(x) if isinstance(x, Tensor) else scalar(x)
@@ -118,12 +134,13 @@ def _unary(torch_fn: Callable[[Tensor], Tensor], np_fn: Callable[[Any], Any]) ->
     return fn
 
 
-def _binary(py_op: Callable[[Any, Any], Any]) -> Callable[[Value, Value], Value]:
-    """Arithmetic through Python operators: torch overloads them for tensor/float mixes."""
-    scalar = _ieee(py_op)
+def _binary(py_op: Callable[[Any, Any], Any], exact_in_python: bool = True) -> Callable[[Value, Value], Value]:
+    """Arithmetic through Python operators: torch overloads them for tensor/float mixes.
+    `exact_in_python`: Python's float operator gives numpy's bits where it returns a float."""
+    scalar = _ieee(py_op, py_op if exact_in_python else None)
 
     def fn(x: Value, y: Value) -> Value:
-        return py_op(x, y) if _is_tensor(x, y) else scalar(x, y)
+        return py_op(x, y) if isinstance(x, Tensor) or isinstance(y, Tensor) else scalar(x, y)
 
     return fn
 
@@ -232,7 +249,7 @@ _OPS: list[Op] = [
     _op("mul", 2, "x * y", _binary(lambda x, y: x * y), lambda x, y: x * y, infix="*", precedence=12, weight=3),
     _op("div", 2, "x / y (exact: x / 0 is inf or NaN)", _binary(lambda x, y: x / y), lambda x, y: x / y, infix="/", precedence=12, weight=2),
     _op("pow", 2, "x ** y (exact: a negative base with a fractional power is NaN)", _binary(lambda x, y: x**y), lambda x, y: x**y, infix="**", precedence=14, weight=0.5),
-    _op("mod", 2, "x % y, with the sign of y (Python and torch.remainder semantics)", _binary(lambda x, y: x % y), lambda x, y: _sym().Mod(x, y), infix="%", precedence=12, weight=0.2),
+    _op("mod", 2, "x % y, with the sign of y (Python and torch.remainder semantics)", _binary(lambda x, y: x % y, exact_in_python=False), lambda x, y: _sym().Mod(x, y), infix="%", precedence=12, weight=0.2),
     _op("neg", 1, "-x", lambda x: -x, lambda x: -x, prefix="-", precedence=13, weight=1),
     # comparisons: 1.0 where true, else 0.0
     _op("lt", 2, "1 where x < y else 0", _compare(lambda x, y: x < y), _sym_cmp("Lt"), infix="<", precedence=6, weight=0.2),
@@ -247,7 +264,7 @@ _OPS: list[Op] = [
     # elementwise functions
     _op("abs", 1, "absolute value", _unary(torch.abs, np.abs), lambda x: _sym().Abs(x), weight=1),
     _op("sign", 1, "-1, 0 or 1 (0 at NaN, as torch.sign)", _sign, lambda x: _sym().sign(x), weight=1.5),
-    _op("sqrt", 1, "square root (NaN below 0)", _unary(torch.sqrt, np.sqrt), lambda x: _sym().sqrt(x), weight=2),
+    _op("sqrt", 1, "square root (NaN below 0)", _unary(torch.sqrt, np.sqrt, math.sqrt), lambda x: _sym().sqrt(x), weight=2),
     _op("rsqrt", 1, "1 / sqrt(x)", _unary(torch.rsqrt, lambda x: 1 / np.sqrt(x)), lambda x: 1 / _sym().sqrt(x), weight=1),
     _op("square", 1, "x * x", _unary(torch.square, np.square), lambda x: x**2, weight=1.5),
     _op("exp", 1, "e ** x", _unary(torch.exp, np.exp), lambda x: _sym().exp(x), weight=0.5),
