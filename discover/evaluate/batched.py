@@ -3,7 +3,8 @@
 Every trial (candidate x learning rate x seed) is one member of the task's
 population axis. Each step, `discover.tasks.train_population` computes all
 members' losses and gradients at once and calls our update, which applies
-each candidate's own batched program (`discover.compile.batched`) to its
+each candidate's own batched program (`discover.compile.population`: the
+population kernel, or the torch batched step where it cannot run) to its
 contiguous slice of every parameter (views, updated in place) with the
 trials' learning rates as a per-member tensor.
 
@@ -20,7 +21,8 @@ import time
 
 import torch
 
-from ..compile.batched import compile_batched, init_states
+from ..compile.batched import init_states
+from ..compile.population import population_step
 from ..tasks import Task, get_task, train_population
 from .work import LR, ItemResult, WorkItem
 
@@ -51,7 +53,7 @@ def run_item(item: WorkItem) -> ItemResult:
         for _ in lrs:
             seeds.extend(item.seeds)
         slices.append((a, len(seeds)))
-    steps_fns = [compile_batched(p) for p in item.programs]
+    steps_fns = [population_step(p) for p in item.programs]
     hparams = []
     for p, lrs in zip(item.programs, item.lrs):
         hp: dict = dict(p.defaults)

@@ -91,7 +91,7 @@ def test_failing_candidates_score_inf_and_do_not_disturb_others(monkeypatch):
     good = ensure_lr(load("adamw"))
     import discover.evaluate.batched as eb
 
-    real = eb.compile_batched
+    real = eb.population_step
 
     def fake(program):
         if program.name != "boom":
@@ -101,7 +101,7 @@ def test_failing_candidates_score_inf_and_do_not_disturb_others(monkeypatch):
             raise RuntimeError("kaboom")
         return step
 
-    monkeypatch.setattr(eb, "compile_batched", fake)
+    monkeypatch.setattr(eb, "population_step", fake)
     item = WorkItem(task="logistic", programs=(good, nan_prog, boom, good), lrs=((1e-2,), (1e-2,), (1e-2,), (1e-2,)),
                     seeds=(0,), steps=10)
     res = run_item(item)
@@ -116,7 +116,7 @@ def test_candidate_time_limit_fails_only_that_candidate(monkeypatch):
     import time as _time
     import discover.evaluate.batched as eb
 
-    real = eb.compile_batched
+    real = eb.population_step
 
     def fake(program):
         inner = real(program)
@@ -128,7 +128,7 @@ def test_candidate_time_limit_fails_only_that_candidate(monkeypatch):
             return inner(*a, **k)
         return step
 
-    monkeypatch.setattr(eb, "compile_batched", fake)
+    monkeypatch.setattr(eb, "population_step", fake)
     good = ensure_lr(load("sgd"))
     slow = good.with_(name="slow")
     res = run_item(WorkItem(task="quadratic", programs=(good, slow), lrs=((1e-2,), (1e-2,)), seeds=(0,), steps=10,
