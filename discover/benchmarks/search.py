@@ -1,18 +1,23 @@
 """`discover bench search`: trials per second of the batched evaluator against one-at-a-time training.
 
 The same trials -- (program, learning rate, seed) on one task -- are trained
-twice in this process: all together by the batched evaluator (one
+three times in this process: all together by the batched evaluator (one
 forward/backward per step for the whole population, each candidate's slice
-updated by its own batched program), and one after another, each with
+updated by the population kernel, `discover.compile.population`); the same
+with the updates done by the torch batched step (`discover.compile.batched`,
+what the kernel replaces); and one after another, each with
 `discover.ProgramOptimizer` on its own copy of the task's parameters. It
-prints trials per second of both, their ratio, and the largest difference in
-final validation loss (they must agree to float round-off).
+prints trials per second of each, the ratios, the share of time spent in the
+updates, and the largest difference in final validation loss (they must agree
+to float round-off).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import time
+from typing import Iterator
 
 import torch
 
@@ -71,6 +76,20 @@ def sequential(task, programs, lrs, seeds, steps: int) -> list[float]:
     return out
 
 
+@contextlib.contextmanager
+def torch_batched_updates() -> Iterator[None]:
+    """Within the block the evaluator updates with the torch batched step instead of the kernel."""
+    from ..compile.batched import compile_batched
+    from ..evaluate import batched
+
+    kernel = batched.population_step
+    batched.population_step = compile_batched
+    try:
+        yield
+    finally:
+        batched.population_step = kernel
+
+
 def main(args: argparse.Namespace) -> int:
     from ..evaluate.batched import run_item, task_instance
     from ..evaluate.work import WorkItem
@@ -88,11 +107,15 @@ def main(args: argparse.Namespace) -> int:
     run_item(WorkItem(task=args.task, programs=tuple(programs), lrs=tuple(lrs), seeds=tuple(seeds), steps=3,
                       device=args.device))  # warm-up
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    t_batched, t_seq = math.inf, math.inf
+    t_batched, t_torch, t_seq = math.inf, math.inf, math.inf
     for _ in range(args.repeat):
         sync(); t0 = time.perf_counter()
         res = run_item(item)
         sync(); t_batched = min(t_batched, time.perf_counter() - t0)
+        with torch_batched_updates():
+            sync(); t0 = time.perf_counter()
+            res_torch = run_item(item)
+            sync(); t_torch = min(t_torch, time.perf_counter() - t0)
     batched = [v for c in res.val_loss for v in c]
     for _ in range(args.repeat):
         sync(); t0 = time.perf_counter()
@@ -100,9 +123,15 @@ def main(args: argparse.Namespace) -> int:
         sync(); t_seq = min(t_seq, time.perf_counter() - t0)
     diffs = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(batched, seq) if math.isfinite(a) and math.isfinite(b)]
     agree = sum(math.isfinite(a) == math.isfinite(b) for a, b in zip(batched, seq))
-    print(f"batched evaluator:      {n / t_batched:8.2f} trials/s  ({t_batched:.2f} s)")
-    print(f"one at a time (ProgramOptimizer): {n / t_seq:8.2f} trials/s  ({t_seq:.2f} s)")
-    print(f"speed-up: {t_seq / t_batched:.1f}x")
+    print(f"batched evaluator, population kernel:   {n / t_batched:8.2f} trials/s  ({t_batched:.2f} s)")
+    print(f"batched evaluator, torch batched step:  {n / t_torch:8.2f} trials/s  ({t_torch:.2f} s)")
+    print(f"one at a time (ProgramOptimizer):       {n / t_seq:8.2f} trials/s  ({t_seq:.2f} s)")
+    print(f"speed-up: kernel vs torch batched step {t_torch / t_batched:.2f}x; "
+          f"batched vs one at a time {t_seq / t_batched:.1f}x")
+    torch_losses = [v for c in res_torch.val_loss for v in c]
+    same = max((abs(a - b) / max(abs(b), 1e-12) for a, b in zip(batched, torch_losses)
+                if math.isfinite(a) and math.isfinite(b)), default=0.0)
+    print(f"kernel vs torch batched step: final validation loss max relative difference {same:.2e}")
     print(f"final validation loss: max relative difference {max(diffs, default=0):.2e} over {len(diffs)} finite trials; "
           f"{agree}/{n} agree on failing or not")
     return 0
