@@ -16,10 +16,14 @@ Backends:
   device and dtype; the fallback of ``"fused"``.
 - ``"fused"`` — the tensor part of the program as one generated C++ loop over every
   element of every parameter of a bucket (`fused.py`): one pass over memory, no
-  temporaries, compiled once per program (about 1 s with g++, then cached on disk),
-  hyperparameters and step passed at runtime. CPU float32/float64; other buckets,
-  programs with norm/rms/mean, and machines without a compiler use foreach (one
-  warning saying why).
+  temporaries, compiled once per program (under 1 s with g++, then cached on disk),
+  hyperparameters and step passed at runtime. CPU float32/float64, and bfloat16/float16
+  computed in float32 with one rounding per stored value (as torch's fused optimizers);
+  other buckets (CUDA among them), programs with norm/rms/mean, and machines without a
+  compiler use foreach (one warning saying why).
+
+Search's batched (population) step has its own path, `population.py`: one C++ block
+interpreter shared by every program, so no compiler run per candidate.
 
 ``DEFAULT_BACKEND = "fused"``, chosen by measurement (`discover bench step`, this
 2-core CPU shared with other jobs, 1 thread, medians of 20 round-robin rounds;
