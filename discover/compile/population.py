@@ -157,10 +157,19 @@ _ARGS = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes
          ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
 
 
+_FAILED: list[Exception] = []  # a failed build is not retried for every candidate of a search
+
+
 def interpreter() -> ctypes.CDLL:
     """The interpreter library (built once per machine; raises `cxx.CompilerUnavailable`)."""
-    return cxx.build(_interpreter_source(), {"discover_population_f32": (_ARGS, None),
-                                             "discover_population_f64": (_ARGS, None)}, prefix="population")
+    if _FAILED:
+        raise cxx.CompilerUnavailable(str(_FAILED[0]))
+    try:
+        return cxx.build(_interpreter_source(), {"discover_population_f32": (_ARGS, None),
+                                                 "discover_population_f64": (_ARGS, None)}, prefix="population")
+    except (cxx.CompilerUnavailable, OSError) as exc:
+        _FAILED.append(exc)
+        raise cxx.CompilerUnavailable(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- program -> bytecode

@@ -187,3 +187,17 @@ def test_non_contiguous_members_use_the_fallback_correctly():
     pop.population_step(program)([w], [g], states, 1, hp)
     for i, lr in enumerate(LRS):  # first momentum step: m = g, w <- w - lr * g
         torch.testing.assert_close(w[i], expected[i] - lr * g[i])
+
+
+def test_without_a_compiler_search_falls_back_once_and_stays_correct(monkeypatch, tmp_path):
+    monkeypatch.setenv("CXX", "no-such-compiler-xyz")
+    monkeypatch.setenv("DISCOVER_CACHE_DIR", str(tmp_path))  # nothing cached to load instead
+    monkeypatch.setattr(cxx, "_LOADED", {})
+    monkeypatch.setattr(pop, "_FAILED", [])
+    calls = []
+    real_build = cxx.build
+    monkeypatch.setattr(cxx, "build", lambda *a, **k: calls.append(1) or real_build(*a, **k))
+    for name in ("momentum", "lion", "adam"):
+        params, _, ref_w, _ = _run_both(ensure_lr(load(name)), torch.float64, steps=2)
+        assert _max_rel(params, ref_w) < 1e-13
+    assert len(calls) == 1  # the failure is remembered, not retried per candidate
