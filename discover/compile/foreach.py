@@ -578,11 +578,14 @@ def torch_source(program: Program) -> str:
 
 
 def compile_foreach(program: Program) -> Callable[..., dict]:
-    """The foreach step of `program`: exec of source this module wrote from the IR."""
+    """The foreach step of `program`: exec of source this module wrote from the IR, run on
+    cache-sized slices of large buckets when the program is elementwise (`chunked.py`)."""
+    from .chunked import chunked_step  # chunked imports this module
+
     src = generate(program)
     namespace = runtime_namespace()
     code = compile(src, f"<discover foreach {program.name}>", "exec")
     exec(code, namespace)  # noqa: S102 - generated from the IR; user names are mangled
     fn = namespace["step"]
     fn.__source__ = src
-    return fn
+    return chunked_step(fn, program)
