@@ -11,6 +11,17 @@ processes hits all of them alike; the table shows medians over rounds and ratios
 memory-bandwidth bound: bytes read + written per step / the bandwidth of a large
 ``dst.copy_(src)``.
 
+Each row also shows the step's peak temporary memory: the most bytes allocated
+during one step beyond what was allocated before it (parameters, gradients and
+state excluded), in MB and as a ratio to torch's foreach Adam on the same config
+(`memory.peak_temporary_bytes`: allocator counters on CUDA, the profiler's memory
+events on CPU). It is measured on one extra untimed step before the timed rounds,
+so profiling does not touch the timings.
+
+``--configs`` also takes ``NxM`` (N tensors of M values each), and
+``--foreach-budgets 0,2,4`` adds discover's foreach step chunked at those budgets
+(MiB per list; 0 = unchunked): how `discover.compile.chunked.CHUNK_BYTES` was chosen.
+
 Example:
     $ MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=268435456 discover bench step --repeat 30
 """
@@ -26,6 +37,7 @@ from typing import Callable
 import torch
 
 from . import malloc_note
+from .memory import peak_temporary_bytes
 
 CONFIGS = {"A": (50, 1_000_000), "B": (200, 100_000), "L": (1, 16_000_000)}
 CONFIG_LABELS = {"A": "A: 50 tensors / 1M values", "B": "B: 200 tensors / 100k values", "L": "L: 1 tensor / 16M values"}
@@ -42,10 +54,14 @@ TRAFFIC = {"adam": (4, 3), "adamw": (4, 3), "lion": (3, 2), "momentum": (3, 2)}
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=25, help="timed rounds per config (median reported; default 25)")
-    p.add_argument("--configs", default="A,B,L", help="comma-separated subset of A,B,L (default all)")
+    p.add_argument("--configs", default="A,B,L",
+                   help="comma-separated subset of A,B,L, or NxM for N tensors of M values (default A,B,L)")
     p.add_argument("--programs", default=",".join(PROGRAMS), help="comma-separated programs (default adam,adamw,lion,momentum)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--foreach-budgets", default="",
+                   help="also time discover's foreach step chunked with these budgets, comma-separated MiB per "
+                        "list (0: the whole bucket, unchunked); how the default budget was chosen")
 
 
 def _sync(device: torch.device) -> None:
@@ -76,7 +92,19 @@ class PlainLion(torch.optim.Optimizer):
                 exp_avg.mul_(beta2).add_(p.grad, alpha=1 - beta2)
 
 
-def _contenders(program: str, device: torch.device) -> dict[str, Callable[[list], torch.optim.Optimizer]]:
+def _foreach_with_budget(params: list, program: str, mib: float) -> torch.optim.Optimizer:
+    """discover's foreach optimizer with its step chunked at `mib` MiB per list (0: unchunked)."""
+    from ..compile.chunked import chunked_step
+    from ..optim import ProgramOptimizer
+
+    opt = ProgramOptimizer(params, program, backend="foreach", **HPARAMS[program])
+    whole = getattr(opt._step_fn, "unchunked", opt._step_fn)
+    opt._step_fn = whole if mib == 0 else chunked_step(whole, opt.program, budget_bytes=int(mib * 2**20))
+    return opt
+
+
+def _contenders(program: str, device: torch.device,
+                budgets: tuple[float, ...] = ()) -> dict[str, Callable[[list], torch.optim.Optimizer]]:
     from ..optim import ProgramOptimizer
 
     hp = HPARAMS[program]
@@ -84,6 +112,9 @@ def _contenders(program: str, device: torch.device) -> dict[str, Callable[[list]
         "discover fused": lambda ps: ProgramOptimizer(ps, program, backend="fused", **hp),
         "discover foreach": lambda ps: ProgramOptimizer(ps, program, backend="foreach", **hp),
     }
+    for mib in budgets:
+        out["foreach whole" if mib == 0 else f"foreach {mib:g} MiB"] = \
+            lambda ps, mib=mib: _foreach_with_budget(ps, program, mib)
     if program in ("adam", "adamw"):
         cls = torch.optim.Adam if program == "adam" else torch.optim.AdamW
         out["torch fused"] = lambda ps: cls(ps, lr=hp["lr"], weight_decay=hp["weight_decay"], fused=True)
@@ -122,13 +153,17 @@ def copy_bandwidth(device: torch.device, repeat: int = 30) -> float:
     return 2 * src.numel() * src.element_size() / min(times[2:])
 
 
-def time_config(program: str, n: int, total: int, device: torch.device, repeat: int) -> dict[str, float]:
-    """Median microseconds per step of every contender, measured round-robin."""
+def time_config(program: str, n: int, total: int, device: torch.device, repeat: int,
+                budgets: tuple[float, ...] = ()) -> tuple[dict[str, float], dict[str, int]]:
+    """Median microseconds per step of every contender, measured round-robin, and each one's
+    peak temporary bytes (from one untimed step before the timed ones)."""
     opts = {}
-    for name, make in _contenders(program, device).items():
+    peaks = {}
+    for name, make in _contenders(program, device, budgets).items():
         opts[name] = make(_params(n, total, device))
         for _ in range(3):  # warm up (state init, kernel load, allocator)
             opts[name].step()
+        peaks[name] = peak_temporary_bytes(opts[name].step, device)
     times: dict[str, list[float]] = {name: [] for name in opts}
     for _ in range(repeat):
         for name, opt in opts.items():
@@ -137,7 +172,15 @@ def time_config(program: str, n: int, total: int, device: torch.device, repeat: 
             opt.step()
             _sync(device)
             times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(ts) * 1e6 for name, ts in times.items()}
+    return {name: statistics.median(ts) * 1e6 for name, ts in times.items()}, peaks
+
+
+def foreach_adam_peak(n: int, total: int, device: torch.device) -> int:
+    """Peak temporary bytes of one torch.optim.Adam(foreach=True) step on a config (the memory yardstick)."""
+    hp = HPARAMS["adam"]
+    opt = torch.optim.Adam(_params(n, total, device), lr=hp["lr"], weight_decay=hp["weight_decay"], foreach=True)
+    opt.step()  # state is allocated on the first step
+    return peak_temporary_bytes(opt.step, device)
 
 
 def compile_times(programs: list[str]) -> dict[str, tuple[float, float]]:
@@ -169,36 +212,54 @@ def compile_times(programs: list[str]) -> dict[str, tuple[float, float]]:
     return out
 
 
+def _config(token: str) -> tuple[str, int, int]:
+    """(label, tensors, total values) of a config: A, B, L, or NxM (N tensors of M values)."""
+    if token in CONFIGS:
+        return (token, *CONFIGS[token])
+    try:
+        n, each = (int(x) for x in token.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"unknown config {token!r}: use A, B, L or NxM (N tensors of M values)") from None
+    return token.lower(), n, n * each
+
+
 def main(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    configs = [c.strip().upper() for c in args.configs.split(",") if c.strip()]
+    configs = [_config(c.strip().upper()) for c in args.configs.split(",") if c.strip()]
     programs = [p.strip() for p in args.programs.split(",") if p.strip()]
+    budgets = tuple(float(b) for b in args.foreach_budgets.split(",") if b.strip())
     print("discover bench step: median microseconds per optimizer.step(); ratio = discover / other (< 1: discover faster)")
     print(malloc_note())
     print(f"device: {device}  torch {torch.__version__}  threads: {torch.get_num_threads()}  rounds: {args.repeat}  "
           f"cpus: {os.cpu_count()} (timings are noisy when other processes share the CPU)")
-    bandwidth = copy_bandwidth(device) if "L" in configs else None
+    bandwidth = copy_bandwidth(device) if any(c[0] == "L" for c in configs) else None
     if bandwidth:
         print(f"copy bandwidth (dst.copy_(src), 128 MiB, best of 30): {bandwidth / 1e9:.1f} GB/s")
     print()
-    header = f"{'config':<4} {'program':<9} {'contender':<17} {'us/step':>10} {'fused/this':>11} {'foreach/this':>13}"
+    print("peak MB: temporary memory of one step beyond params, grads and state (an extra untimed step); "
+          "mem ratio: that / torch foreach Adam's on the same config")
+    width = max([4] + [len(c[0]) for c in configs])
+    header = (f"{'config':<{width}} {'program':<9} {'contender':<17} {'us/step':>10} {'fused/this':>11} "
+              f"{'foreach/this':>13} {'peak MB':>9} {'mem ratio':>10}")
     print(header)
     print("-" * len(header))
-    for config in configs:
-        n, total = CONFIGS[config]
+    for config, n, total in configs:
+        yardstick = foreach_adam_peak(n, total, device)
         for program in programs:
-            times = time_config(program, n, total, device, args.repeat)
+            times, peaks = time_config(program, n, total, device, args.repeat, budgets)
             fused_t, foreach_t = times["discover fused"], times["discover foreach"]
             for name, t in times.items():
-                r1 = f"{fused_t / t:.2f}" if not name.startswith("discover") else ""
-                r2 = f"{foreach_t / t:.2f}" if not name.startswith("discover") else ""
-                print(f"{config:<4} {program:<9} {name:<17} {t:>10.0f} {r1:>11} {r2:>13}")
+                ours = name in ("discover fused", "discover foreach")
+                r1 = f"{fused_t / t:.2f}" if not ours else ""
+                r2 = f"{foreach_t / t:.2f}" if not ours else ""
+                print(f"{config:<{width}} {program:<9} {name:<17} {t:>10.0f} {r1:>11} {r2:>13} "
+                      f"{peaks[name] / 1e6:>9.2f} {peaks[name] / yardstick:>10.2f}")
             if config == "L" and bandwidth:
                 reads, writes = TRAFFIC[program]
                 bound = (reads + writes) * total * 4 / bandwidth * 1e6
-                print(f"{config:<4} {program:<9} {'bandwidth bound':<17} {bound:>10.0f}   "
+                print(f"{config:<{width}} {program:<9} {'bandwidth bound':<17} {bound:>10.0f}   "
                       f"fused takes {fused_t / bound:.2f}x the bound ({reads} reads + {writes} writes per value)")
         print()
     if device.type == "cpu":
