@@ -295,6 +295,23 @@ def prologue(low: Lowered) -> tuple[list[str], list[Val]]:
     return lines, outputs
 
 
+def compile_prologue(low: Lowered) -> Callable[..., tuple]:
+    """`prologue`'s ``_pre`` as a function (for the C++ backends, which take its outputs as a
+    ``double`` array): ``_pre(*hparams, step, *scalar_states) -> outputs``."""
+    ns = runtime_namespace()
+    lines, _ = prologue(low)
+    exec(compile("\n".join(lines) + "\n", f"<discover prologue {low.program.name}>", "exec"), ns)  # noqa: S102 - from the IR
+    return ns["_pre"]
+
+
+def scalar_state_sources(low: Lowered, columns: dict[int, int]) -> list[tuple[str, int | float]]:
+    """For each scalar state: where its new value comes from, a column of the prologue's outputs
+    (`columns` maps value ids to columns) or a constant."""
+    finals = dict(zip([s.name for s, _ in low.states], low.returns[1:]))
+    return [(s.name, columns[finals[s.name].id] if isinstance(finals[s.name], Val) else float(finals[s.name]))
+            for s, _ in low.states if s.scalar]
+
+
 class _Gen:
     def __init__(self, program: Program) -> None:
         self.low = lower(program)

@@ -58,7 +58,8 @@ import torch
 
 from ..lang.ir import Program
 from . import cxx
-from .foreach import PD, PU, S, T, Lowered, Val, _bl, _fl, _pre_all, compile_foreach, lower, prologue, runtime_namespace
+from .foreach import (PD, S, T, Lowered, Val, _bl, _fl, _pre_all, compile_foreach, compile_prologue, lower, prologue,
+                      scalar_state_sources)
 
 _PARALLEL_MIN = 1 << 16  # elements per bucket below which one thread is faster than waking others
 _WARNED: set[str] = set()
@@ -399,20 +400,11 @@ def compile_fused(program: Program) -> Callable[..., dict]:
         _warn_once(f"{program.name}:{exc}", f"program '{program.name}' runs on the foreach backend: {exc}")
         return fallback
     low = kernel.low
-    ns = runtime_namespace()
-    pre_lines, _ = prologue(low)
-    exec(compile("\n".join(pre_lines) + "\n", f"<discover prologue {program.name}>", "exec"), ns)  # noqa: S102 - from the IR
-    pre = ns["_pre"]
+    pre = compile_prologue(low)
     hp_names = low.program.hparam_names
-    scalar_states = [(s.name, v) for s, v in low.states if s.scalar]
-    scalar_names = [name for name, _ in scalar_states]
-    finals = dict(zip([s.name for s, _ in low.states], low.returns[1:]))
+    scalar_names = [s.name for s, _ in low.states if s.scalar]
     k_pos = {v.id: j for j, v in enumerate(kernel.k_vals)}
-    # where each scalar state's new value comes from: a prologue output, or a constant
-    scalar_out = []
-    for name, _ in scalar_states:
-        f = finals[name]
-        scalar_out.append((name, k_pos[f.id] if isinstance(f, Val) else float(f)))
+    scalar_out = scalar_state_sources(low, k_pos)
     tensor_state_names = [s.name for s, _ in kernel.tensor_states]
     uses_g = kernel.uses_g
     fns = {dtype: getattr(dll, name) for dtype, name in _SYMBOLS.items()}

@@ -45,7 +45,7 @@ import torch
 from ..lang.ir import Program
 from . import cxx
 from .batched import BatchedStep, compile_batched
-from .foreach import PD, PU, S, T, Val, lower, prologue, runtime_namespace
+from .foreach import PD, T, Val, compile_prologue, lower, prologue, scalar_state_sources
 from .fused import _BIN_C, _PRELUDE, _UNARY_C
 
 BLOCK = 256  # elements per block: ~20 float registers of 1 KB stay in L1
@@ -318,15 +318,10 @@ def compile_population(program: Program) -> BatchedStep:
     fns = {torch.float32: lib.discover_population_f32, torch.float64: lib.discover_population_f64}
     fallback = compile_batched(program)
     low = bc.low
-    ns = runtime_namespace()
-    pre_lines, _ = prologue(low)
-    exec(compile("\n".join(pre_lines) + "\n", f"<discover prologue {program.name}>", "exec"), ns)  # noqa: S102 - from the IR
-    pre = ns["_pre"]
+    pre = compile_prologue(low)
     hp_names = low.program.hparam_names
     scalar_names = [s.name for s, _ in low.states if s.scalar]
-    finals = dict(zip([s.name for s, _ in low.states], low.returns[1:]))
-    scalar_out = [(name, bc.k_col[finals[name].id] if isinstance(finals[name], Val) else float(finals[name]))
-                  for name in scalar_names]
+    scalar_out = scalar_state_sources(low, bc.k_col)
     tensor_state_names = [s.name for s, _ in bc.tensor_states]
     code = array("i", bc.code)
     nk = bc.ncols
