@@ -1,9 +1,11 @@
 """Helpers shared by the compile tests: run a program on several backends side by side."""
 from __future__ import annotations
 
+import pytest
 import torch
 
-from discover import ProgramOptimizer
+from discover import ProgramOptimizer, load
+from discover.compile import cxx, fused
 
 SHAPES = [(3, 4), (5,), (2, 2, 2), (7,), (1,)]
 
@@ -30,3 +32,14 @@ def assert_close(a, b, dtype):
             torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-13, equal_nan=True)
         else:
             torch.testing.assert_close(x, y, rtol=2e-5, atol=2e-6, equal_nan=True)
+
+
+def _fused_available() -> bool:
+    try:
+        fused._build(fused.kernel_source(load("sgd")))
+        return True
+    except cxx.CompilerUnavailable:
+        return False
+
+
+needs_compiler = pytest.mark.skipif(not _fused_available(), reason="no C++ compiler for the fused backend")

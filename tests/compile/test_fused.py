@@ -8,18 +8,8 @@ import pytest
 import torch
 
 from discover import ProgramOptimizer, load, parse
-from discover.compile import compile_step, cxx, fused
-
-
-def _available() -> bool:
-    try:
-        fused._build(fused.kernel_source(load("sgd")))
-        return True
-    except cxx.CompilerUnavailable:
-        return False
-
-
-needs_compiler = pytest.mark.skipif(not _available(), reason="no C++ compiler for the fused backend")
+from discover.compile import compile_step, fused
+from _stepcheck import needs_compiler
 
 
 @needs_compiler

@@ -16,6 +16,7 @@ import torch
 
 from discover import ProgramOptimizer, load
 from discover.compile import compile_step, cxx, fused
+from _stepcheck import needs_compiler
 
 LOWP = [torch.bfloat16, torch.float16]
 PROGRAMS = ["adam", "adamw", "lion", "momentum", "rmsprop"]
@@ -29,17 +30,6 @@ POSITIVE_STATES = {"v", "sq"}  # second-moment states, nonnegative by constructi
 # flips its sign: no float32 computation can be within 1 ulp there.
 DYADIC = dict(lr=2.0 ** -7, weight_decay=2.0 ** -4, beta1=0.875, beta2=1 - 2.0 ** -8, eps=2.0 ** -20,
               momentum=0.875, dampening=0.125, alpha=1 - 2.0 ** -7)
-
-
-def _available() -> bool:
-    try:
-        fused._build(fused.kernel_source(load("sgd")))
-        return True
-    except cxx.CompilerUnavailable:
-        return False
-
-
-needs_compiler = pytest.mark.skipif(not _available(), reason="no C++ compiler for the fused backend")
 
 
 def _ordered(x: torch.Tensor) -> torch.Tensor:
