@@ -34,8 +34,14 @@ Design (chosen by measurement, see `discover bench step` and ``backends.py``):
   made Adam 2.5x and SGD 3x slower); CPUs without F16C convert the blocks by bit
   manipulation.
 
+Per-tensor reductions (``norm``, ``rms``, ``mean``) add passes before the body: pass
+``r`` recomputes, from the inputs, the tensor values its reductions need and sums them
+in float64 over fixed blocks of every tensor (added in a fixed order, so the bits do not
+depend on the thread count), then computes the per-tensor values that follow from the
+sums into the tensor's row of the scalar table, which the body reads like any scalar.
+Still no temporaries: a pass reads memory once and writes nothing but the row.
+
 What it does not fuse, falling back to the foreach step (with one warning per reason):
-programs with per-tensor reductions (``norm``/``rms``/``mean`` need a second pass),
 buckets that are not CPU float32/float64/bfloat16/float16, non-contiguous tensors,
 and machines without a working C++ compiler (``$CXX`` or ``g++``).
 
@@ -93,6 +99,7 @@ _PRELUDE = r"""
 #include <cstring>
 #include <limits>
 #include <omp.h>
+#include <vector>
 #if defined(__F16C__)
 #include <immintrin.h>
 #endif
@@ -236,16 +243,34 @@ class _Kernel:
     """The C++ source of a program's tensor part and the layout of its arguments."""
 
     def __init__(self, low: Lowered) -> None:
-        if any(v.level == PD for v in low.vals if v.id in low.needed):
-            raise FusedUnavailable("per-tensor reductions (norm, rms, mean) are not fused")
         self.low = low
         _, self.k_vals = prologue(low)  # scalar values the kernel reads, in order
-        self.k_index = {v.id: j for j, v in enumerate(self.k_vals)}
+        # per-tensor values from reductions (and what is computed from them) are further
+        # columns of each tensor's row, filled by the reduction passes before the body runs
+        self.pd_vals = [i.dst for i in low.instrs if i.dst.level == PD]
+        self.k_index = {v.id: j for j, v in enumerate(self.k_vals + self.pd_vals)}
+        self.ncols = len(self.k_vals) + len(self.pd_vals)
+        self.phase = self._phases()
+        self.nphases = max(self.phase.values(), default=0)
         self.tensor_states = [(s, v) for s, v in low.states if not s.scalar]
         self.uses_g = "g" in low.inputs and any(
             isinstance(a, Val) and a.id == low.inputs["g"].id
             for a in chain((a for i in low.instrs for a in i.args), low.returns))
+        self.in_pass = False  # while generating a reduction pass, scalars are read from the row
         self.source = self._generate()
+
+    def _phases(self) -> dict[int, int]:
+        """Pass number of each value: a reduction needs the whole tensor, so it (and what is
+        computed from it) belongs to one pass more than its argument; the body runs last."""
+        phase: dict[int, int] = {}
+        for ins in self.low.instrs:
+            p = max((phase.get(a.id, 0) for a in ins.args if isinstance(a, Val)), default=0)
+            if ins.op in _REDUCTIONS:
+                if not (isinstance(ins.args[0], Val) and ins.args[0].level == T):
+                    raise FusedUnavailable(f"{ins.op} of a non-tensor value")
+                p += 1
+            phase[ins.dst.id] = p
+        return phase
 
     def arg(self, a: Any, as_double: bool = False) -> str:
         if isinstance(a, float):
@@ -253,6 +278,8 @@ class _Kernel:
         if a.level == T:
             return f"v{a.id}"
         j = self.k_index[a.id]
+        if self.in_pass:  # values of this pass are written to the row as they are computed
+            return f"kr[{j}]" if as_double else f"((T)kr[{j}])"
         return f"kd[{j}]" if as_double else f"k{j}"
 
     def expr(self, op: str, args: list) -> str:
@@ -283,7 +310,7 @@ class _Kernel:
         ptr_vals = [low.inputs["w"]] + ([low.inputs["g"]] if self.uses_g else []) + [v for _, v in self.tensor_states]
         for j, (name, v) in enumerate(zip(names, ptr_vals)):
             lines.append(f"  S* __restrict p{j} = (S*)ptr[{j}];  // {name}")
-        for j, v in enumerate(self.k_vals):
+        for j, v in enumerate(self.k_vals + self.pd_vals):
             lines.append(f"  const T k{j} = (T)kd[{j}];  // {v.name}")
         lines.append("  #pragma omp simd")
         lines.append("  for (int64_t i = lo; i < hi; ++i) {")
@@ -306,10 +333,66 @@ class _Kernel:
         lines.append(f"    d_put(p0[i], v{w.id} - {self.arg(update)});  // w <- w - update")
         lines.append("  }")
         lines.append("}")
+        for r in range(1, self.nphases + 1):
+            lines += self._reduction_pass(r, names, ptr_vals)
         lines.append(_RUN.replace("NPTR", str(len(ptr_vals)))
                      .replace("WRITTEN", ", ".join("true" if x else "false" for x in written)))
+        lines.append(_REDUCE_ENTRY.replace("CASES", "".join(
+            f"    case {r}: reduce_pass{r}<S, T>(n, ptrs, sizes, k, kstride, nthreads); break;\n"
+            for r in range(1, self.nphases + 1))))
         self.nptr = len(ptr_vals)
         return "\n".join(lines)
+
+    def _reduction_pass(self, r: int, names: list[str], ptr_vals: list[Val]) -> list[str]:
+        """C++ of pass `r`: sums over every tensor for the reductions of that pass (fixed blocks,
+        added in a fixed order, so the bits never depend on the thread count), then the
+        per-tensor values computed from them, written into the tensor's row."""
+        low = self.low
+        reds = [i for i in low.instrs if i.op in _REDUCTIONS and self.phase[i.dst.id] == r]
+        need = {i.args[0].id for i in reds}
+        body = []
+        for ins in reversed(low.instrs):  # the tensor values the sums need
+            if ins.dst.level == T and ins.dst.id in need:
+                need |= {a.id for a in ins.args if isinstance(a, Val)}
+                body.append(ins)
+        body.reverse()
+        self.in_pass = True
+        lines = ["template <typename S, typename T>",
+                 f"static inline void sums{r}(int64_t lo, int64_t hi, void* const* ptr, const double* kr, double* out) {{"]
+        for j, (name, v) in enumerate(zip(names, ptr_vals)):
+            if v.id in need:
+                lines.append(f"  const S* __restrict p{j} = (const S*)ptr[{j}];  // {name}")
+        accs = [f"a{j}" for j in range(len(reds))]
+        lines.append("  double " + ", ".join(f"{a} = 0" for a in accs) + ";")
+        lines.append(f"  #pragma omp simd reduction(+:{', '.join(accs)})")
+        lines.append("  for (int64_t i = lo; i < hi; ++i) {")
+        for j, v in enumerate(ptr_vals):
+            if v.id in need:
+                lines.append(f"    const T v{v.id} = d_ld(p{j}[i]);")
+        for ins in body:
+            lines.append(f"    const T v{ins.dst.id} = {self.expr(ins.op, ins.args)};  // {ins.src}")
+        for a, ins in zip(accs, reds):
+            x = f"double(v{ins.args[0].id})"
+            lines.append(f"    {a} += {x if ins.op == 'mean' else f'{x} * {x}'};  // {ins.src}")
+        lines.append("  }")
+        lines += [f"  out[{j}] = {a};" for j, a in enumerate(accs)]
+        lines.append("}")
+        # per tensor: the reductions, then what the pass computes from them, into the row
+        lines += ["template <typename S, typename T>",
+                  f"static inline void finish{r}(const double* sum, int64_t size, double* kr) {{"]
+        for j, ins in enumerate(reds):
+            col = self.k_index[ins.dst.id]
+            value = {"norm": f"T(std::sqrt(sum[{j}]))",
+                     "rms": f"T(T(std::sqrt(sum[{j}])) / T(std::sqrt(double(std::max<int64_t>(size, 1)))))",
+                     "mean": f"T(sum[{j}] / double(size))"}[ins.op]
+            lines.append(f"  kr[{col}] = double({value});  // {ins.src}")
+        for ins in low.instrs:
+            if ins.dst.level == PD and ins.op not in _REDUCTIONS and self.phase[ins.dst.id] == r:
+                lines.append(f"  kr[{self.k_index[ins.dst.id]}] = double(T({self.expr(ins.op, ins.args)}));  // {ins.src}")
+        lines.append("}")
+        lines.append(_PASS.replace("PASS", str(r)).replace("NRED", str(len(reds))).replace("NPTR", str(len(ptr_vals))))
+        self.in_pass = False
+        return lines
 
 
 _RUN = r"""
@@ -367,6 +450,51 @@ DISCOVER_STEP(discover_step_f16, d_half, float)   // float16 storage, float32 op
 """.replace("PARALLEL_MIN", str(_PARALLEL_MIN))
 
 
+_REDUCTIONS = ("norm", "rms", "mean")
+_REDUCE_BLOCK = 1 << 14  # elements per partial sum: fixed, so results do not depend on the thread count
+
+_PASS = r"""
+template <typename S, typename T>
+static void reduce_passPASS(int64_t n, void* const* ptrs, const int64_t* sizes, double* k, int64_t kstride,
+                            int64_t nthreads) {
+  std::vector<int64_t> first(n + 1, 0);  // first block of each tensor
+  int64_t total = 0;
+  for (int64_t i = 0; i < n; ++i) { first[i + 1] = first[i] + (sizes[i] + RBLOCK - 1) / RBLOCK; total += sizes[i]; }
+  const int64_t nb = first[n];
+  std::vector<double> part(nb * NRED + 1, 0.0);
+  #pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1 && total >= PARALLEL_MIN)
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t i = int64_t(std::upper_bound(first.begin(), first.end(), b) - first.begin()) - 1;
+    const int64_t lo = (b - first[i]) * RBLOCK, hi = std::min<int64_t>(lo + RBLOCK, sizes[i]);
+    sumsPASS<S, T>(lo, hi, ptrs + i * NPTR, k + i * kstride, part.data() + b * NRED);
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    double sum[NRED] = {0};
+    for (int64_t b = first[i]; b < first[i + 1]; ++b)
+      for (int j = 0; j < NRED; ++j) sum[j] += part[b * NRED + j];
+    finishPASS<S, T>(sum, sizes[i], k + i * kstride);
+  }
+}
+""".replace("RBLOCK", str(_REDUCE_BLOCK)).replace("PARALLEL_MIN", str(_PARALLEL_MIN))
+
+_REDUCE_ENTRY = r"""
+template <typename S, typename T>
+static void reduce(int64_t pass, int64_t n, void* const* ptrs, const int64_t* sizes, double* k, int64_t kstride,
+                   int64_t nthreads) {
+  switch (pass) {
+CASES    default: break;
+  }
+}
+#define DISCOVER_REDUCE(NAME, S, T)                                                                        \
+  extern "C" void NAME(int64_t pass, int64_t n, void* const* ptrs, const int64_t* sizes, double* k,          \
+                       int64_t kstride, int64_t nthreads) { reduce<S, T>(pass, n, ptrs, sizes, k, kstride, nthreads); }
+DISCOVER_REDUCE(discover_reduce_f32, float, float)
+DISCOVER_REDUCE(discover_reduce_f64, double, double)
+DISCOVER_REDUCE(discover_reduce_bf16, d_bf16, float)
+DISCOVER_REDUCE(discover_reduce_f16, d_half, float)
+"""
+
+
 def kernel_source(program: Program) -> str:
     """The C++ source of `program`'s fused kernel (raises `FusedUnavailable` if it has none)."""
     return _Kernel(lower(program)).source
@@ -375,6 +503,7 @@ def kernel_source(program: Program) -> str:
 # --------------------------------------------------------------------------- building
 
 _STEP_ARGS = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
+_REDUCE_ARGS = [ctypes.c_int64] + _STEP_ARGS
 
 
 # the kernel's entry point for each storage dtype (bfloat16 and float16 compute in float32)
@@ -384,7 +513,9 @@ _SYMBOLS = {torch.float32: "discover_step_f32", torch.float64: "discover_step_f6
 
 def _build(source: str) -> ctypes.CDLL:
     """The loaded library of a kernel source (built once per machine, then from the disk cache)."""
-    return cxx.build(source, {name: (_STEP_ARGS, None) for name in _SYMBOLS.values()})
+    symbols = {name: (_STEP_ARGS, None) for name in _SYMBOLS.values()}
+    symbols.update({name.replace("_step_", "_reduce_"): (_REDUCE_ARGS, None) for name in _SYMBOLS.values()})
+    return cxx.build(source, symbols)
 
 
 # --------------------------------------------------------------------------- the step
@@ -403,12 +534,12 @@ def compile_fused(program: Program) -> Callable[..., dict]:
     pre = compile_prologue(low)
     hp_names = low.program.hparam_names
     scalar_names = [s.name for s, _ in low.states if s.scalar]
-    k_pos = {v.id: j for j, v in enumerate(kernel.k_vals)}
-    scalar_out = scalar_state_sources(low, k_pos)
+    scalar_out = scalar_state_sources(low, kernel.k_index)
     tensor_state_names = [s.name for s, _ in kernel.tensor_states]
     uses_g = kernel.uses_g
     fns = {dtype: getattr(dll, name) for dtype, name in _SYMBOLS.items()}
-    nk = len(kernel.k_vals)
+    reduce_fns = {dtype: getattr(dll, name.replace("_step_", "_reduce_")) for dtype, name in _SYMBOLS.items()}
+    nk, ncols, nphases = len(kernel.k_vals), kernel.ncols, kernel.nphases
 
     def step(params, grads, states, steps, hparams):
         n = len(params)
@@ -435,7 +566,12 @@ def compile_fused(program: Program) -> Callable[..., dict]:
             return fallback(params, grads, states, steps, hparams)
         hp = tuple(float(hparams[name]) for name in hp_names)
         ks = _pre_all(pre, hp, steps, [states[name] for name in scalar_names], n)
-        if any(isinstance(x, list) for x in ks):
+        if nphases:  # one row per tensor: the prologue's values, then the reduction passes' columns
+            cols = [_bl(x, n) for x in ks]
+            pad = [0.0] * (ncols - nk)
+            vals = array("d", [float(x) for row in zip(*cols) for x in (*row, *pad)] if nk else pad * n)
+            kstride = ncols
+        elif any(isinstance(x, list) for x in ks):
             cols = [_bl(x, n) for x in ks]
             vals = array("d", [float(x) for row in zip(*cols) for x in row]) if nk else array("d", [0.0])
             kstride = nk
@@ -444,11 +580,19 @@ def compile_fused(program: Program) -> Callable[..., dict]:
             kstride = 0
         ptrs = array("q", map(_data_ptr, chain.from_iterable(zip(*lists))))
         size_arr = array("q", sizes)
-        fn(n, ptrs.buffer_info()[0], size_arr.buffer_info()[0], vals.buffer_info()[0], kstride,
-           torch.get_num_threads())
+        args = (n, ptrs.buffer_info()[0], size_arr.buffer_info()[0], vals.buffer_info()[0], kstride,
+                torch.get_num_threads())
+        for r in range(1, nphases + 1):
+            reduce_fns[p0.dtype](r, *args)
+        fn(*args)
         out = {}
         for name, src in scalar_out:
-            out[name] = _bl(_fl(ks[src]) if isinstance(src, int) else src, n)
+            if not isinstance(src, int):
+                out[name] = [src] * n
+            elif src >= nk:  # a per-tensor value from a reduction pass
+                out[name] = [vals[i * kstride + src] for i in range(n)]
+            else:
+                out[name] = _bl(_fl(ks[src]), n)
         return out
 
     step.__source__ = kernel.source

@@ -68,15 +68,6 @@ def test_large_tensor_uses_threads_and_matches_reference():
     torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
 
-def test_reductions_fall_back_to_foreach_with_a_warning():
-    program = parse("def f(w, g, *, lr=0.1):\n    return lr * g / norm(g)\n")
-    with pytest.warns(RuntimeWarning, match="reductions"):
-        step = compile_step(program, "fused")
-    p = torch.tensor([3.0, 4.0])
-    step([p], [torch.tensor([3.0, 4.0])], {}, [1], {"lr": 1.0})
-    torch.testing.assert_close(p, torch.tensor([3.0 - 0.6, 4.0 - 0.8]))
-
-
 @needs_compiler
 def test_non_contiguous_buckets_fall_back_with_a_warning():
     # (bfloat16 and float16 buckets run the kernel: tests/compile/test_fused_lowp.py)
