@@ -19,8 +19,8 @@ Backends:
   temporaries, compiled once per program (under 1 s with g++, then cached on disk),
   hyperparameters and step passed at runtime. CPU float32/float64, and bfloat16/float16
   computed in float32 with one rounding per stored value (as torch's fused optimizers);
-  other buckets (CUDA among them), programs with norm/rms/mean, and machines without a
-  compiler use foreach (one warning saying why).
+  norm/rms/mean add read-only reduction passes. Other buckets (CUDA among them),
+  non-contiguous tensors and machines without a compiler use foreach (one warning saying why).
 
 Search's batched (population) step has its own path, `population.py`: one C++ block
 interpreter shared by every program, so no compiler run per candidate.
