@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from discover.cli import main as cli_main
 from discover.search import SearchConfig, run
@@ -107,7 +108,10 @@ def test_kill_9_then_resume(reference, tmp_path):
            "--meta-tasks", "logistic", "--steps", "15", "--meta-steps", "20", "--budget", "20", "--batch", "4",
            "--population", "6", "--tournament", "2", "--funnel-every", "8", "--funnel-top", "1", "--plateau", "8",
            "--out", str(d), "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # the same torch thread count as this process (tests/conftest.py): float results of the
+    # tasks' forward/backward depend on it in the last bits, and selection can amplify that
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 120
     try:
         while time.time() < deadline:
