@@ -132,9 +132,40 @@ def test_edge_programs_match_reference(name, monkeypatch):
                 torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
 
 
-def test_programs_with_reductions_fall_back_and_stay_correct():
-    program = parse("def normed(w, g, *, lr=0.1):\n    return lr * g / (norm(g) + 1e-3), \n")
-    with pytest.raises(pop.Unsupported, match="reductions"):
+REDUCTION_PROGRAMS = {
+    "trust": "def trust(w, g, step, m=0, *, lr=0.1, beta=0.9):\n    m = interp(g, m, beta)\n"
+             "    return lr * m * norm(w) / (norm(m) + 1e-3) / sqrt(1 - beta ** step) + lr * rms(g) * 0.01, m\n",
+    # a reduction of a value that needs another reduction first (two passes), a per-tensor condition
+    "nested": "def nested(w, g, *, lr=0.1):\n    c = g - mean(g)\n    n = norm(c)\n"
+              "    return where(n > 1, lr * c / n, lr * c), \n",
+    "per_tensor_update": "def per_tensor_update(w, g, *, lr=0.01):\n    return lr * rms(g) + 0 * w, \n",
+}
+
+
+@needs_compiler
+@pytest.mark.parametrize("name", sorted(REDUCTION_PROGRAMS))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_reductions_per_member_and_tensor_match_reference(name, dtype, monkeypatch):
+    _no_fallback(monkeypatch)
+    params, states, ref_w, ref_s = _run_both(parse(REDUCTION_PROGRAMS[name]), dtype, steps=8)
+    assert _max_rel(params, ref_w) < (1e-13 if dtype == torch.float64 else 2e-6)
+
+
+@needs_compiler
+def test_normalized_gradient_by_hand(monkeypatch):
+    _no_fallback(monkeypatch)
+    step = pop.population_step(parse("def f(w, g, *, lr=0.1):\n    return lr * g / norm(g)\n"))
+    w = torch.tensor([[3.0, 4.0], [0.0, 0.0]], dtype=torch.float64)
+    g = torch.tensor([[3.0, 4.0], [1.0, 1.0]], dtype=torch.float64)  # each member has its own norm
+    step([w], [g], {}, 1, {"lr": torch.tensor([1.0, 2.0], dtype=torch.float64)})
+    assert w[0].tolist() == [3.0 - 0.6, 4.0 - 0.8]
+    torch.testing.assert_close(w[1], torch.full((2,), -2 / math.sqrt(2), dtype=torch.float64))
+
+
+def test_scalar_state_from_a_reduction_falls_back_and_stays_correct():
+    program = parse("def normed(w, g, s: scalar = 1, *, lr=0.1):\n    s = s * 0.9 + mean(g * g)\n"
+                    "    return lr * g / (norm(g) + 1e-3) * s, s\n")
+    with pytest.raises(pop.Unsupported, match="scalar state"):
         pop.compile_population(program)
     params, _, ref_w, _ = _run_both(program, torch.float64, steps=3)
     assert _max_rel(params, ref_w) < 1e-13
