@@ -177,6 +177,45 @@ def lower(program: Program) -> Lowered:
     return low
 
 
+REDUCTIONS = ("norm", "rms", "mean")
+
+
+@dataclass
+class ReductionPass:
+    """One pass over memory that a fused kernel makes before its body: the `reductions` it sums,
+    the tensor-level instructions their arguments need (`inputs`, in program order), and the
+    per-tensor instructions computed from its results (`after`)."""
+
+    reductions: list[Instr]
+    inputs: list[Instr]
+    after: list[Instr]
+
+
+def reduction_passes(low: Lowered) -> list[ReductionPass]:
+    """The passes a program's reductions need, in order: a reduction (and what follows from it)
+    needs one pass more than its argument. Raises `ValueError` for a reduction of a non-tensor."""
+    phase: dict[int, int] = {}
+    for ins in low.instrs:
+        p = max((phase.get(a.id, 0) for a in ins.args if isinstance(a, Val)), default=0)
+        if ins.op in REDUCTIONS:
+            if not (isinstance(ins.args[0], Val) and ins.args[0].level == T):
+                raise ValueError(f"{ins.op} of a non-tensor value")
+            p += 1
+        phase[ins.dst.id] = p
+    passes = []
+    for r in range(1, max(phase.values(), default=0) + 1):
+        reds = [i for i in low.instrs if i.op in REDUCTIONS and phase[i.dst.id] == r]
+        need = {i.args[0].id for i in reds}
+        inputs = []
+        for ins in reversed(low.instrs):
+            if ins.dst.level == T and ins.dst.id in need:
+                need |= {a.id for a in ins.args if isinstance(a, Val)}
+                inputs.append(ins)
+        after = [i for i in low.instrs if i.dst.level == PD and i.op not in REDUCTIONS and phase[i.dst.id] == r]
+        passes.append(ReductionPass(reds, inputs[::-1], after))
+    return passes
+
+
 def _describe(a: Operand) -> str:
     return repr(a.value) if isinstance(a, Const) else a.name
 

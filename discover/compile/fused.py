@@ -65,7 +65,7 @@ import torch
 from ..lang.ir import Program
 from . import cxx
 from .foreach import (PD, S, T, Lowered, Val, _bl, _fl, _pre_all, compile_foreach, compile_prologue, lower, prologue,
-                      scalar_state_sources)
+                      reduction_passes, scalar_state_sources)
 
 _PARALLEL_MIN = 1 << 16  # elements per bucket below which one thread is faster than waking others
 _WARNED: set[str] = set()
@@ -250,27 +250,17 @@ class _Kernel:
         self.pd_vals = [i.dst for i in low.instrs if i.dst.level == PD]
         self.k_index = {v.id: j for j, v in enumerate(self.k_vals + self.pd_vals)}
         self.ncols = len(self.k_vals) + len(self.pd_vals)
-        self.phase = self._phases()
-        self.nphases = max(self.phase.values(), default=0)
+        try:
+            self.passes = reduction_passes(low)
+        except ValueError as exc:
+            raise FusedUnavailable(str(exc)) from None
+        self.nphases = len(self.passes)
         self.tensor_states = [(s, v) for s, v in low.states if not s.scalar]
         self.uses_g = "g" in low.inputs and any(
             isinstance(a, Val) and a.id == low.inputs["g"].id
             for a in chain((a for i in low.instrs for a in i.args), low.returns))
         self.in_pass = False  # while generating a reduction pass, scalars are read from the row
         self.source = self._generate()
-
-    def _phases(self) -> dict[int, int]:
-        """Pass number of each value: a reduction needs the whole tensor, so it (and what is
-        computed from it) belongs to one pass more than its argument; the body runs last."""
-        phase: dict[int, int] = {}
-        for ins in self.low.instrs:
-            p = max((phase.get(a.id, 0) for a in ins.args if isinstance(a, Val)), default=0)
-            if ins.op in _REDUCTIONS:
-                if not (isinstance(ins.args[0], Val) and ins.args[0].level == T):
-                    raise FusedUnavailable(f"{ins.op} of a non-tensor value")
-                p += 1
-            phase[ins.dst.id] = p
-        return phase
 
     def arg(self, a: Any, as_double: bool = False) -> str:
         if isinstance(a, float):
@@ -347,15 +337,9 @@ class _Kernel:
         """C++ of pass `r`: sums over every tensor for the reductions of that pass (fixed blocks,
         added in a fixed order, so the bits never depend on the thread count), then the
         per-tensor values computed from them, written into the tensor's row."""
-        low = self.low
-        reds = [i for i in low.instrs if i.op in _REDUCTIONS and self.phase[i.dst.id] == r]
-        need = {i.args[0].id for i in reds}
-        body = []
-        for ins in reversed(low.instrs):  # the tensor values the sums need
-            if ins.dst.level == T and ins.dst.id in need:
-                need |= {a.id for a in ins.args if isinstance(a, Val)}
-                body.append(ins)
-        body.reverse()
+        rp = self.passes[r - 1]
+        reds, body = rp.reductions, rp.inputs
+        need = {a.id for i in reds + body for a in i.args if isinstance(a, Val)}
         self.in_pass = True
         lines = ["template <typename S, typename T>",
                  f"static inline void sums{r}(int64_t lo, int64_t hi, void* const* ptr, const double* kr, double* out) {{"]
@@ -386,9 +370,8 @@ class _Kernel:
                      "rms": f"T(T(std::sqrt(sum[{j}])) / T(std::sqrt(double(std::max<int64_t>(size, 1)))))",
                      "mean": f"T(sum[{j}] / double(size))"}[ins.op]
             lines.append(f"  kr[{col}] = double({value});  // {ins.src}")
-        for ins in low.instrs:
-            if ins.dst.level == PD and ins.op not in _REDUCTIONS and self.phase[ins.dst.id] == r:
-                lines.append(f"  kr[{self.k_index[ins.dst.id]}] = double(T({self.expr(ins.op, ins.args)}));  // {ins.src}")
+        for ins in rp.after:
+            lines.append(f"  kr[{self.k_index[ins.dst.id]}] = double(T({self.expr(ins.op, ins.args)}));  // {ins.src}")
         lines.append("}")
         lines.append(_PASS.replace("PASS", str(r)).replace("NRED", str(len(reds))).replace("NPTR", str(len(ptr_vals))))
         self.in_pass = False
@@ -450,7 +433,6 @@ DISCOVER_STEP(discover_step_f16, d_half, float)   // float16 storage, float32 op
 """.replace("PARALLEL_MIN", str(_PARALLEL_MIN))
 
 
-_REDUCTIONS = ("norm", "rms", "mean")
 _REDUCE_BLOCK = 1 << 14  # elements per partial sum: fixed, so results do not depend on the thread count
 
 _PASS = r"""

@@ -48,7 +48,8 @@ import torch
 from ..lang.ir import Program
 from . import cxx
 from .batched import BatchedStep, compile_batched
-from .foreach import PD, T, Val, compile_prologue, lower, prologue, scalar_state_sources
+from .foreach import (PD, T, ReductionPass, Val, compile_prologue, lower, prologue, reduction_passes,
+                      scalar_state_sources)
 from .fused import _BIN_C, _PRELUDE, _UNARY_C
 
 BLOCK = 256  # elements per block: ~20 float registers of 1 KB stay in L1
@@ -62,7 +63,6 @@ _UNARY = sorted(_UNARY_C)
 _BINARY = sorted(_BIN_C) + ["pow", "powk", "rdiv"]
 _TERNARY = ["where", "lerp"]
 OPCODES = {name: i for i, name in enumerate(["copy"] + _UNARY + _BINARY + _TERNARY)}
-_REDUCTIONS = ("norm", "rms", "mean")
 _EXTRA_BIN = {"pow": "std::pow({0}, {1})", "powk": "d_powk({0}, {1})", "rdiv": "((T(1) / {1}) * {0})"}
 
 
@@ -249,23 +249,14 @@ class Bytecode:
         self.code: list[int] = []
         self.nregs = 0
         self.nacc = 0
-        phase = self._phases()
-        for r in range(1, max(phase.values(), default=0) + 1):
-            self._emit_reduction_pass(r, phase)
+        try:
+            passes = reduction_passes(low)
+        except ValueError as exc:
+            raise Unsupported(str(exc)) from None
+        for rp in passes:
+            self._emit_reduction_pass(rp)
         self._emit_body()
         self.ncols = len(self.k_vals) + len(self.pd_vals) + len(self.extra)
-
-    def _phases(self) -> dict[int, int]:
-        """Pass of each value: a reduction (and what follows from it) needs one pass more than its argument."""
-        phase: dict[int, int] = {}
-        for ins in self.low.instrs:
-            p = max((phase.get(a.id, 0) for a in ins.args if isinstance(a, Val)), default=0)
-            if ins.op in _REDUCTIONS:
-                if not (isinstance(ins.args[0], Val) and ins.args[0].level == T):
-                    raise Unsupported(f"{ins.op} of a non-tensor value")
-                p += 1
-            phase[ins.dst.id] = p
-        return phase
 
     # ---------------------------------------------------------------- operands
     def _scalar(self, a: Any, nonzero: bool = False) -> int:
@@ -351,24 +342,15 @@ class Bytecode:
         self.code[start + 1] = (len(self.code) - start - 5) // 5
         self.nregs = max(self.nregs, count)
 
-    def _emit_reduction_pass(self, r: int, phase: dict[int, int]) -> None:
-        low = self.low
-        reds = [i for i in low.instrs if i.op in _REDUCTIONS and phase[i.dst.id] == r]
-        need = {i.args[0].id for i in reds}
-        instrs = []
-        for ins in reversed(low.instrs):  # the tensor values the sums need
-            if ins.dst.level == T and ins.dst.id in need:
-                need |= {a.id for a in ins.args if isinstance(a, Val)}
-                instrs.append(ins)
-        instrs.reverse()
-        accs = list(range(self.nacc, self.nacc + len(reds)))
-        self.nacc += len(reds)
-        self._emit_loop(instrs, [(-4 if i.op == "mean" else -3, acc, i.args[0]) for i, acc in zip(reds, accs)], [])
-        for ins, acc in zip(reds, accs):  # finish the sums, then what this pass computes from them
+    def _emit_reduction_pass(self, rp: ReductionPass) -> None:
+        accs = list(range(self.nacc, self.nacc + len(rp.reductions)))
+        self.nacc += len(rp.reductions)
+        self._emit_loop(rp.inputs, [(-4 if i.op == "mean" else -3, acc, i.args[0])
+                                    for i, acc in zip(rp.reductions, accs)], [])
+        for ins, acc in zip(rp.reductions, accs):  # finish the sums, then what this pass computes from them
             self.code += [{"norm": -5, "rms": -6, "mean": -7}[ins.op], -1 - self.pd_col[ins.dst.id], acc, 0, 0]
-        for ins in low.instrs:
-            if ins.dst.level == PD and ins.op not in _REDUCTIONS and phase[ins.dst.id] == r:
-                self.code += [self._opcode(ins.op, ins.args), -1 - self.pd_col[ins.dst.id], *self._args(ins, {})]
+        for ins in rp.after:
+            self.code += [self._opcode(ins.op, ins.args), -1 - self.pd_col[ins.dst.id], *self._args(ins, {})]
 
     def _emit_body(self) -> None:
         low = self.low
