@@ -126,3 +126,20 @@ def test_show_torch_prints_the_foreach_source(capsys):
     assert main(["show", "lion", "--torch"]) == 0
     out = capsys.readouterr().out
     assert "_torch._foreach_sign" in out and "def step(" in out
+
+
+def test_schedule_computes_adamw_weight_decay_late_and_keeps_two_lists_alive():
+    # AdamW's update is `lr * weight_decay * w + lr / (1 - beta1 ** step) * m / denom`: in program
+    # order the first term's list is alive with `denom` and `m * lr_t`, 3 lists; scheduled, 2
+    import torch
+    from discover import ProgramOptimizer
+    from discover.benchmarks.memory import peak_temporary_bytes
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(20_000)) for _ in range(10)]
+    for p in params:
+        p.grad = torch.randn(20_000)
+    opt = ProgramOptimizer(params, "adamw", backend="foreach")
+    opt.step()
+    one_list = 10 * 20_000 * 4
+    assert peak_temporary_bytes(opt.step, torch.device("cpu")) <= 2 * one_list + 4096
