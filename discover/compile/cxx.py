@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import operator
 import os
 import platform
 import shutil
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,21 @@ FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-err
 _LOCK = threading.Lock()
 _LOADED: dict[str, ctypes.CDLL] = {}
 _COMPILES = [0]
+
+
+_numel = torch.Tensor.numel
+_contiguous = torch.Tensor.is_contiguous
+_dtype = operator.attrgetter("dtype")
+_is_cpu = operator.attrgetter("is_cpu")
+
+
+def raw_pointers_safe(lists: list[list[torch.Tensor]], dtype: torch.dtype) -> bool:
+    """Whether a kernel may index every tensor of `lists` by raw pointer: all dense CPU tensors
+    of `dtype`, each with as many values as its counterpart in the first list (the parameters)."""
+    sizes = list(map(_numel, lists[0]))
+    return all(map(_contiguous, chain.from_iterable(lists))) and all(
+        list(map(_numel, lst)) == sizes and set(map(_dtype, lst)) <= {dtype} and all(map(_is_cpu, lst))
+        for lst in lists)
 
 
 class CompilerUnavailable(RuntimeError):

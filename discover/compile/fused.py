@@ -54,7 +54,6 @@ Example:
 from __future__ import annotations
 
 import ctypes
-import operator
 import warnings
 from array import array
 from itertools import chain
@@ -70,10 +69,7 @@ from .foreach import (PD, S, T, Lowered, Val, _bl, _fl, _pre_all, compile_foreac
 _PARALLEL_MIN = 1 << 16  # elements per bucket below which one thread is faster than waking others
 _WARNED: set[str] = set()
 _numel = torch.Tensor.numel
-_contiguous = torch.Tensor.is_contiguous
 _data_ptr = torch.Tensor.data_ptr
-_dtype = operator.attrgetter("dtype")
-_is_cpu = operator.attrgetter("is_cpu")
 
 
 def _warn_once(key: str, message: str) -> None:
@@ -537,13 +533,7 @@ def compile_fused(program: Program) -> Callable[..., dict]:
         lists = [params, grads] if uses_g else [params]
         lists += [states[name] for name in tensor_state_names]
         sizes = list(map(_numel, params))
-        dtype = p0.dtype
-        # raw pointers are only safe for dense tensors of the parameter's size, dtype and device
-        ok = all(map(_contiguous, chain.from_iterable(lists)))
-        for lst in lists[1:]:
-            ok = ok and list(map(_numel, lst)) == sizes and set(map(_dtype, lst)) == {dtype} \
-                and all(map(_is_cpu, lst))
-        if not ok:
+        if not cxx.raw_pointers_safe(lists, p0.dtype):
             _warn_once("layout", "non-contiguous (or mismatched) tensors use the foreach backend")
             return fallback(params, grads, states, steps, hparams)
         hp = tuple(float(hparams[name]) for name in hp_names)

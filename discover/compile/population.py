@@ -39,7 +39,6 @@ Example:
 from __future__ import annotations
 
 import ctypes
-import operator
 from array import array
 from typing import Any, Callable, Mapping
 
@@ -374,9 +373,7 @@ class Bytecode:
 # --------------------------------------------------------------------------- the step
 
 _data_ptr = torch.Tensor.data_ptr
-_contiguous = torch.Tensor.is_contiguous
 _numel = torch.Tensor.numel
-_dtype = operator.attrgetter("dtype")
 
 
 def compile_population(program: Program) -> BatchedStep:
@@ -417,9 +414,7 @@ def compile_population(program: Program) -> BatchedStep:
         lists = [params, grads] if bc.uses_g else [params]
         lists += [states[name] for name in tensor_state_names]
         sizes = [_numel(p) for p in params]
-        if fn is None or not p0.is_cpu or not all(map(_contiguous, (t for lst in lists for t in lst))) or any(
-                [_numel(t) for t in lst] != sizes or any(t.dtype != p0.dtype or not t.is_cpu for t in lst)
-                for lst in lists[1:]):
+        if fn is None or not cxx.raw_pointers_safe(lists, p0.dtype):
             return fallback(params, grads, states, step, hparams)
         hp_rows = member_hparams(hparams, n)
         scal = [[float(x) for x in states[name][0].reshape(n).tolist()] for name in scalar_names]
