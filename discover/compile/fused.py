@@ -538,15 +538,12 @@ def compile_fused(program: Program) -> Callable[..., dict]:
             return fallback(params, grads, states, steps, hparams)
         hp = tuple(float(hparams[name]) for name in hp_names)
         ks = _pre_all(pre, hp, steps, [states[name] for name in scalar_names], n)
-        if nphases:  # one row per tensor: the prologue's values, then the reduction passes' columns
+        if nphases or any(isinstance(x, list) for x in ks):
+            # one row per tensor: the prologue's values, then the reduction passes' columns (if any)
             cols = [_bl(x, n) for x in ks]
             pad = [0.0] * (ncols - nk)
             vals = array("d", [float(x) for row in zip(*cols) for x in (*row, *pad)] if nk else pad * n)
             kstride = ncols
-        elif any(isinstance(x, list) for x in ks):
-            cols = [_bl(x, n) for x in ks]
-            vals = array("d", [float(x) for row in zip(*cols) for x in row]) if nk else array("d", [0.0])
-            kstride = nk
         else:
             vals = array("d", [float(x) for x in ks]) if nk else array("d", [0.0])
             kstride = 0

@@ -154,8 +154,8 @@ static void unit(const int32_t* code, int64_t ncode, int64_t nin, int64_t nslots
 
 template <typename T>
 static void run(const int32_t* code, int64_t ncode, int64_t nin, int64_t nregs, int64_t nparams, int64_t nmembers,
-                void* const* base, const int64_t* member_numel, const double* kd, int64_t nk, int64_t ncols,
-                int64_t nacc, int64_t nthreads) {
+                void* const* base, const int64_t* member_numel, const double* kd, int64_t nk, int64_t nacc,
+                int64_t nthreads) {
   const int64_t nslots = nin + nregs;
   std::vector<T> k(nmembers * nk + 1);
   for (int64_t i = 0; i < nmembers * nk; ++i) k[i] = (T)kd[i];
@@ -164,7 +164,7 @@ static void run(const int32_t* code, int64_t ncode, int64_t nin, int64_t nregs, 
   const int64_t nunits = nparams * nmembers;
   #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && total >= PARALLEL_MIN)
   {
-    std::vector<T> regs(nregs * BLOCK_SIZE + 1), kl(ncols + 1);
+    std::vector<T> regs(nregs * BLOCK_SIZE + 1), kl(nk + 1);
     std::vector<double> acc(nacc + 1);
     std::vector<T*> in(nin + 1);
     #pragma omp for schedule(static)
@@ -179,20 +179,19 @@ static void run(const int32_t* code, int64_t ncode, int64_t nin, int64_t nregs, 
 }
 
 extern "C" void discover_population_f32(const int32_t* code, int64_t ncode, int64_t nin, int64_t nregs, int64_t nparams,
-    int64_t nmembers, void* const* base, const int64_t* member_numel, const double* k, int64_t nk, int64_t ncols,
-    int64_t nacc, int64_t nthreads) {
-  run<float>(code, ncode, nin, nregs, nparams, nmembers, base, member_numel, k, nk, ncols, nacc, nthreads);
+    int64_t nmembers, void* const* base, const int64_t* member_numel, const double* k, int64_t nk, int64_t nacc,
+    int64_t nthreads) {
+  run<float>(code, ncode, nin, nregs, nparams, nmembers, base, member_numel, k, nk, nacc, nthreads);
 }
 extern "C" void discover_population_f64(const int32_t* code, int64_t ncode, int64_t nin, int64_t nregs, int64_t nparams,
-    int64_t nmembers, void* const* base, const int64_t* member_numel, const double* k, int64_t nk, int64_t ncols,
-    int64_t nacc, int64_t nthreads) {
-  run<double>(code, ncode, nin, nregs, nparams, nmembers, base, member_numel, k, nk, ncols, nacc, nthreads);
+    int64_t nmembers, void* const* base, const int64_t* member_numel, const double* k, int64_t nk, int64_t nacc,
+    int64_t nthreads) {
+  run<double>(code, ncode, nin, nregs, nparams, nmembers, base, member_numel, k, nk, nacc, nthreads);
 }
 """
 
 _ARGS = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-         ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-         ctypes.c_int64]
+         ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
 
 
 _FAILED: list[Exception] = []  # a failed build is not retried for every candidate of a search
@@ -431,7 +430,7 @@ def compile_population(program: Program) -> BatchedStep:
         base = array("q", [_data_ptr(t) for t in zip(*lists) for t in t])
         member_numel = array("q", [s // n for s in sizes])
         fn(code.buffer_info()[0], len(code), bc.nin, bc.nregs, len(params), n, base.buffer_info()[0],
-           member_numel.buffer_info()[0], k.buffer_info()[0], nk, nk, bc.nacc, torch.get_num_threads())
+           member_numel.buffer_info()[0], k.buffer_info()[0], nk, bc.nacc, torch.get_num_threads())
         for name, src in scalar_out:
             vals = torch.tensor([r[src] if isinstance(src, int) else src for r in rows], dtype=torch.float64)
             for buf in states[name]:
