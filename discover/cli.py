@@ -6,6 +6,7 @@ only collects them. Errors a user can fix (bad program text, unknown names)
 print one clear message and exit 1, never a traceback.
 
 Example:
+    $ discover --version
     $ discover list
     $ discover show lion --torch
     $ discover check my_optimizer.opt
@@ -17,7 +18,8 @@ import importlib
 import pkgutil
 import sys
 
-from . import commands
+from . import __version__, commands
+from .extras import DISTRIBUTION
 from .lang.errors import ProgramError
 
 
@@ -25,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="discover",
         description="Symbolic optimizer discovery: evolve optimizer programs, run them as torch optimizers, simplify them.")
+    parser.add_argument("--version", action="version", version=f"discover {__version__} ({DISTRIBUTION})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")

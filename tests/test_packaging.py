@@ -32,3 +32,31 @@ def test_a_regular_install_finds_the_builtin_programs(tmp_path):
                          capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[0] == str(target / "discover" / "programs")
     assert out[1].split(",") == sorted(p.stem for p in (ROOT / "programs").glob("*.opt"))
+
+
+def test_the_distribution_name_is_used_in_every_install_line():
+    """`discover` on PyPI is an unrelated package: every install line names our distribution."""
+    import importlib.metadata
+    import tomllib
+
+    from discover.extras import DISTRIBUTION
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["name"] == DISTRIBUTION != "discover"
+    assert importlib.metadata.version(DISTRIBUTION) == project["version"]  # what pip installed
+    texts = [ROOT / "README.md", ROOT / "runs" / "README.md", ROOT / ".ci" / "run", *(ROOT / "discover").rglob("*.py")]
+    wrong = re.compile(r"""pip install\s+['"]?discover(\[|['"\s]|$)""", re.M)
+    bad = [str(p.relative_to(ROOT)) for p in texts if p.exists() and wrong.search(p.read_text())]
+    assert bad == [], f"install lines naming the PyPI package `discover` (not ours) in {bad}"
+
+
+def test_a_missing_extra_says_how_to_install_it():
+    from discover.extras import need
+
+    try:
+        need("no_such_module_for_this_test", "plot", "the loss-curve plot")
+    except ValueError as exc:
+        assert str(exc) == ("the loss-curve plot needs matplotlib: pip install matplotlib "
+                            "(or pip install 'discover-optimizers[plot]')")
+    else:
+        raise AssertionError("no error for a missing module")

@@ -160,8 +160,9 @@ def _fmt(x: float) -> str:
 
 
 def _bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
+    """`n` bytes in binary units (1 KiB = 1024 bytes)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
@@ -169,14 +170,11 @@ def _bytes(n: int) -> str:
 
 def plot(results: dict[str, list[ProgramRun]], path: Path) -> Path:
     """Write training-loss curves (best lr per program, one panel per task) to a PNG."""
-    try:
-        import matplotlib
+    from ..extras import need
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ValueError("the loss-curve plot needs matplotlib: pip install 'discover[plot]' "
-                         "(or pass --no-plot)") from None
+    matplotlib = need("matplotlib", "plot", "the loss-curve plot (or pass --no-plot)")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     n = len(results)
     cols = min(n, 3)
     rows = math.ceil(n / cols)

@@ -1,6 +1,6 @@
 """Run evaluation work on a Ray cluster (or a local Ray instance): ``--backend ray``.
 
-Ray is an optional extra (``pip install discover[ray]``); importing this module
+Ray is an optional extra (``pip install 'discover-optimizers[ray]'``); importing this module
 does not import Ray -- only creating a `RayBackend` does.
 
 * One long-lived actor per worker slot (``workers`` of them, each with
@@ -41,6 +41,7 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ..extras import install_line
 from .backends import Backend
 from .work import ItemResult, WorkItem
 
@@ -91,7 +92,7 @@ def _import_ray():
     try:
         import ray
     except ImportError:
-        raise ImportError("the ray backend needs Ray: pip install 'discover[ray]' (or pip install ray)") from None
+        raise ImportError(f"the ray backend needs Ray: pip install ray (or {install_line('ray')})") from None
     return ray
 
 
