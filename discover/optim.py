@@ -40,7 +40,9 @@ class ProgramOptimizer(Optimizer):
         params: parameters or param-group dicts, as for any torch optimizer.
         program: a built-in name (``"adam"``), a composition (``"lookahead+adam"``),
             a path to a ``.opt`` file, or a `Program`.
-        backend: ``"auto"`` (the fastest measured), ``"foreach"``, ``"fused"`` or ``"reference"``.
+        backend: ``"auto"`` (the default) is ``"fused"``, the fastest measured, which itself uses
+            ``"foreach"`` where it cannot run (CUDA, non-contiguous tensors, no compiler);
+            or name one: ``"fused"``, ``"foreach"`` or ``"reference"``.
         **hyperparameters: values for the program's hyperparameters; the rest keep
             the program's defaults. Unknown names raise `ValueError` listing the allowed ones.
 

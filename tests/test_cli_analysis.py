@@ -43,7 +43,7 @@ def test_show_as_math_and_latex(run):
 def test_explain_lion(run):
     code, stdout, _ = run("explain", "lion", "--params", "1000")
     assert code == 0
-    assert "1 buffer per parameter (m)" in stdout and "3.9 KB for a 1K-parameter model" in stdout
+    assert "1 buffer per parameter (m)" in stdout and "3.9 KiB for a 1K-parameter model" in stdout
     assert "sign-based: yes" in stdout and "uses weight decay: no" in stdout
     assert "nearest built-ins by behaviour: lion (same updates on probe inputs)" in stdout
 

@@ -36,6 +36,7 @@ from typing import Callable
 
 import torch
 
+from ..commands import ListAction
 from . import malloc_note
 from .memory import peak_temporary_bytes
 
@@ -54,14 +55,15 @@ TRAFFIC = {"adam": (4, 3), "adamw": (4, 3), "lion": (3, 2), "momentum": (3, 2)}
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=25, help="timed rounds per config (median reported; default 25)")
-    p.add_argument("--configs", default="A,B,L",
-                   help="comma-separated subset of A,B,L, or NxM for N tensors of M values (default A,B,L)")
-    p.add_argument("--programs", default=",".join(PROGRAMS), help="comma-separated programs (default adam,adamw,lion,momentum)")
+    p.add_argument("--configs", nargs="+", action=ListAction, default=["A", "B", "L"], metavar="CONFIG",
+                   help="a subset of A,B,L, or NxM for N tensors of M values (default A,B,L)")
+    p.add_argument("--programs", nargs="+", action=ListAction, default=list(PROGRAMS), metavar="PROG",
+                   help=f"programs (default {','.join(PROGRAMS)})")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    p.add_argument("--foreach-budgets", default="",
-                   help="also time discover's foreach step chunked with these budgets, comma-separated MiB per "
-                        "list (0: the whole bucket, unchunked); how the default budget was chosen")
+    p.add_argument("--foreach-budgets", nargs="+", action=ListAction, item=float, default=[], metavar="MIB",
+                   help="also time discover's foreach step chunked with these budgets, MiB per list (0: the "
+                        "whole bucket, unchunked); how the default budget was chosen")
 
 
 def _sync(device: torch.device) -> None:
@@ -227,9 +229,9 @@ def main(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    configs = [_config(c.strip().upper()) for c in args.configs.split(",") if c.strip()]
-    programs = [p.strip() for p in args.programs.split(",") if p.strip()]
-    budgets = tuple(float(b) for b in args.foreach_budgets.split(",") if b.strip())
+    configs = [_config(c.upper()) for c in args.configs]
+    programs = list(args.programs)
+    budgets = tuple(args.foreach_budgets)
     print("discover bench step: median microseconds per optimizer.step(); ratio = discover / other (< 1: discover faster)")
     print(malloc_note())
     print(f"device: {device}  torch {torch.__version__}  threads: {torch.get_num_threads()}  rounds: {args.repeat}  "

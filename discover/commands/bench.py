@@ -16,8 +16,11 @@ _BENCHES = {
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks (ratios against torch)",
-                       description="Benchmarks print ratios measured side by side in one process. They re-run "
-                                   "themselves with the glibc malloc settings from DESIGN.md unless those are set.")
+                       description="Benchmarks print ratios measured side by side in one process. Unless they "
+                                   "are set already, they re-run themselves with glibc malloc settings "
+                                   + " ".join(f"{k}={v}" for k, v in MALLOC_ENV.items())
+                                   + ": without them glibc returns large buffers to the system on every free, "
+                                     "which can slow eager torch several-fold.")
     benches = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
     for name, (module, help_text) in _BENCHES.items():
         b = benches.add_parser(name, help=help_text)

@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+from . import ListAction
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="train programs side by side on proxy tasks",
@@ -14,10 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "best lr, optimizer step time, state memory) and write loss curves to "
                                    "runs/compare-<date-time>/curves.png.")
     p.add_argument("specs", nargs="+", metavar="SPEC", help="built-in names, WRAPPER+INNER, or .opt files")
-    p.add_argument("--tasks", nargs="+", metavar="TASK", help="tasks (default: the search's default tasks)")
+    p.add_argument("--tasks", nargs="+", action=ListAction, metavar="TASK",
+                   help="tasks, separated by commas or spaces (default: the search's default tasks)")
     p.add_argument("--steps", type=int, help="training steps per task (default: each task's own)")
     p.add_argument("--seeds", type=int, default=1, help="initialisation seeds per learning rate (default 1)")
-    p.add_argument("--lr-factors", type=float, nargs="+", metavar="F",
+    p.add_argument("--lr-factors", nargs="+", action=ListAction, item=float, metavar="F",
                    help="the lr grid as multiples of each program's default lr (default 0.1 to 1000, half decades)")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/compare-<date-time>)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
@@ -58,8 +61,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _need_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise ValueError("the loss-curve plot needs matplotlib: pip install 'discover[plot]' "
-                         "(or pass --no-plot)") from None
+    from ..extras import need
+
+    need("matplotlib", "plot", "the loss-curve plot (or pass --no-plot)")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from ..library import builtin_names, load
 
@@ -16,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for name in builtin_names():
         program = load(name)
-        summary = program.doc.splitlines()[0] if program.doc else ""
+        summary = first_sentence(program.doc)
         states = ", ".join(("scalar " if s.scalar else "") + s.name for s in program.states) or "-"
         n_buffers = sum(not s.scalar for s in program.states)
         rows.append((name, f"{n_buffers} buffer{'s' if n_buffers != 1 else ''} ({states})", summary))
@@ -26,3 +27,15 @@ def run(args: argparse.Namespace) -> int:
     for name, states, summary in rows:
         print(f"{name:<{width}}  {states:<{swidth}}  {summary}")
     return 0
+
+
+def first_sentence(doc: str) -> str:
+    """The first sentence of a program's description, even when it runs over several lines.
+
+    Example:
+        >>> first_sentence("Lookahead: every k steps the slow weights\\nmove. Use it as lookahead+adam.")
+        'Lookahead: every k steps the slow weights move.'
+    """
+    text = " ".join(doc.split())
+    match = re.search(r"\.(\s|$)", text)  # a period ending a word, not the one in torch.optim.SGD
+    return text[: match.start() + 1] if match else text

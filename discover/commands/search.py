@@ -9,19 +9,9 @@ import argparse
 import sys
 
 from ..search.config import SearchConfig
+from . import ListAction
 
 _DEFAULTS = SearchConfig()
-
-
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(t) for t in _csv(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,14 +24,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n  discover search\n  discover search --init sgd --budget 2000 --time-limit 1800\n"
                "  discover search --resume runs/20240101-120000\n"
                "  discover search --backend ray --address auto --workers 16 --gpus-per-worker 0.25 --device cuda\n"
-               "  discover search --tasks quadratic,mypkg.tasks:MyTask --budget 100",
+               "  discover search --tasks quadratic,mypkg.tasks:MyTask --budget 100\n"
+               "  discover search --init runs/old --budget 500      (warm start from a run's hall of fame)\n"
+               "lists take commas or spaces: --tasks mlp,charlm or --tasks mlp charlm",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("what to search")
-    g.add_argument("--init", type=_csv, default=None, metavar="PROGS",
-                   help=f"comma-separated warm-start programs (built-in names, .opt paths, A+B); default {','.join(d.init)}")
-    g.add_argument("--tasks", type=_csv, default=None, metavar="TASKS",
+    g.add_argument("--init", nargs="+", action=ListAction, default=None, metavar="PROG",
+                   help=f"warm-start programs: built-in names, .opt paths, A+B, or a run directory (its hall of "
+                        f"fame); default {','.join(d.init)}")
+    g.add_argument("--tasks", nargs="+", action=ListAction, default=None, metavar="TASK",
                    help=f"proxy tasks: registered names or pkg.mod:Class; default {','.join(d.tasks)}")
-    g.add_argument("--meta-tasks", type=_csv, default=None, metavar="TASKS",
+    g.add_argument("--meta-tasks", nargs="+", action=ListAction, default=None, metavar="TASK",
                    help=f"meta-validation tasks for the funnel ('' for none); default {','.join(d.meta_tasks)}")
     g.add_argument("--baseline", default=None, help=f"program fitness is normalized against; default {d.baseline}")
     g.add_argument("--steps", type=int, default=None, help="training steps per search task (default: each task's own)")
@@ -55,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--tournament", type=int, default=None, help=f"tournament size T (default {d.tournament})")
     g.add_argument("--batch", type=int, default=None, help=f"candidates trained together (default {d.batch})")
     g.add_argument("--seeds", type=int, default=None, help=f"initialisation seeds per trial (default {d.seeds})")
-    g.add_argument("--factors", type=_floats, default=None,
+    g.add_argument("--factors", nargs="+", action=ListAction, item=float, default=None, metavar="F",
                    help=f"lr grid, multiples of each program's lr (default {','.join(f'{f:.3g}' for f in d.factors)})")
     g.add_argument("--max-len", type=int, default=None, help=f"most statements per program (default {d.max_len})")
     g.add_argument("--plateau", type=int, default=None,
@@ -66,14 +59,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--hof-size", type=int, default=None, help=f"hall of fame size (default {d.hof_size})")
     g.add_argument("--candidate-time-limit", type=float, default=None,
                    help=f"seconds of update time per candidate and task before it fails (default {d.candidate_time_limit:g})")
-    g.add_argument("--references", type=_csv, default=[], metavar="PROGS",
+    g.add_argument("--references", nargs="+", action=ListAction, default=[], metavar="PROG",
                    help="programs tuned on the meta tasks at the end, for comparison in summary.json (e.g. momentum)")
     g = p.add_argument_group("where")
     g.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
     g.add_argument("--workers", type=int, default=None,
                    help="evaluation workers: processes, or Ray actors with --backend ray (default 1: in process)")
     g.add_argument("--backend", choices=["auto", "local", "process", "ray"], default=None,
-                   help="where candidates train: in process, local processes, or Ray (pip install 'discover[ray]'); "
+                   help="where candidates train: in process, local processes, or Ray (pip install 'discover-optimizers[ray]'); "
                         "default auto: local for 1 worker, process for more")
     g.add_argument("--address", default=None, metavar="ADDR",
                    help="Ray cluster to join: auto, HOST:PORT or ray://HOST:10001 (default: start a local Ray "
@@ -107,7 +100,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
 
 def run(args: argparse.Namespace) -> int:
     from ..lang.printer import unparse
-    from ..search import run as run_search
+    from ..search import prune, run as run_search
 
     cfg = config_from_args(args)
     if args.resume:
@@ -141,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     for rank, ind in enumerate(result.hall_of_fame, 1):
         print(f"\n#{rank}  meta {ind.value:.4f}  search {ind.search_fitness:.4f}  "
               f"({'warm start' if ind.born < 0 else f'evaluation {ind.born}'})")
-        print(unparse(ind.program, header=False), end="")
+        # as saved in hall_of_fame/: its own name, without statements the update does not use
+        print(unparse(prune(ind.program).with_(name=ind.name), header=False), end="")
     print(f"\nfiles: {result.run_dir}/best.opt, {result.run_dir}/hall_of_fame/, {result.run_dir}/summary.json")
     return 0

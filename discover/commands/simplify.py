@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import ListAction
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -18,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", metavar="FILE", help="a .opt file (or a built-in name)")
     p.add_argument("-o", "--output", metavar="OUT", help="write the simplified program here")
     p.add_argument("--ablate", action="store_true", help="evaluation-driven simplification (trains programs)")
-    p.add_argument("--tasks", nargs="+", metavar="TASK",
+    p.add_argument("--tasks", nargs="+", action=ListAction, metavar="TASK",
                    help="tasks for --ablate (default: the search's default tasks; 'logistic' with --fitness proxy)")
     p.add_argument("--tolerance", type=float, default=0.01,
                    help="keep an ablation when the fitness moves by at most this much (default 0.01)")

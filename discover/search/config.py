@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..evaluate.fitness import SEARCH_FACTORS
 from ..tasks import DEFAULT_TASKS, META_TASKS
@@ -20,6 +21,29 @@ from ..tasks import DEFAULT_TASKS, META_TASKS
 # up to where it stopped, only where it stops or how fast it gets there).
 RESUMABLE_CHANGES = ("budget", "time_limit", "workers", "backend", "address", "gpus_per_worker",
                      "cpus_per_worker", "out", "progress")
+
+
+def resolve_init(specs: list[str]) -> list[str]:
+    """Warm-start specs with every search run directory replaced by its hall of fame
+    (``hall_of_fame/*.opt``, best first; ``best.opt`` if it has none), as PySR warm-starts
+    from an earlier run. Other specs (names, ``A+B``, ``.opt`` paths) are kept as they are.
+
+    Example:
+        >>> resolve_init(["adamw", "lookahead+sgd"])
+        ['adamw', 'lookahead+sgd']
+    """
+    out: list[str] = []
+    for spec in specs:
+        path = Path(spec)
+        if not path.is_dir():
+            out.append(spec)
+            continue
+        found = sorted((path / "hall_of_fame").glob("*.opt")) or sorted(path.glob("best.opt"))
+        if not found:
+            raise ValueError(f"--init {spec}: a directory is read as a search run, but it has no hall_of_fame/*.opt "
+                             "or best.opt (a run writes them when it ends; an interrupted run gets them when resumed to its end)")
+        out.extend(str(f) for f in found)
+    return out
 
 
 @dataclass
@@ -57,7 +81,10 @@ class SearchConfig:
     progress: bool = True
 
     def validate(self) -> "SearchConfig":
-        """Check every field; raise `ValueError` naming the problem. Returns self."""
+        """Check every field; raise `ValueError` naming the problem. Returns self.
+
+        A run directory in ``init`` is replaced by its hall-of-fame files (see `resolve_init`),
+        so ``config.json`` records the programs the run started from."""
         from ..library import load
         from ..tasks import get_task
 
@@ -93,6 +120,7 @@ class SearchConfig:
             import torch
 
             need(torch.cuda.is_available(), f"device {self.device!r} was asked for, but torch sees no CUDA GPU")
+        self.init = resolve_init(self.init)
         need(bool(self.init), "give at least one --init program")
         need(bool(self.tasks), "give at least one task")
         for spec in self.init:

@@ -314,6 +314,8 @@ class Search:
         chosen = self._funnel_candidates()
         if not chosen:
             return {}
+        if final:  # counted for the summary; run() restores the resumable state after the final stage
+            self.funnels += 1
         programs = [program_from_json(rec["program"]) for _, rec in chosen]
         new: dict[str, dict] = {}
         if self.meta_evaluator is not None:
@@ -378,7 +380,7 @@ class Search:
                f"Meta-validation fitness {ind.value:.4f} (loss / tuned {self.config.baseline}; lower is better)"
                + (f": {ratios}" if ratios else "") + f".\nSearch fitness {ind.search_fitness:.4f} on "
                f"{', '.join(self.config.tasks)}. The learning rate found by the lr grid is folded in.")
-        name = f"discovered_{ind.fp[:8]}" if ind.born >= 0 else ind.program.name
+        name = ind.name
         # Written without the statements and state that cannot affect the update: the form
         # the search trained, and the one a person should read.
         return unparse(prune(ind.program).with_(name=name, doc=doc))

@@ -6,6 +6,8 @@ Example:
     >>> ind = Individual(load("sgd"), "abc", 1.5, born=3)
     >>> ind.fitness.values, Individual.from_json(ind.to_json()).fitness.values
     ((1.5,), (1.5,))
+    >>> ind.name
+    'discovered_abc'
 """
 from __future__ import annotations
 
@@ -42,6 +44,12 @@ class Individual:
         self.parent = parent
         self.search_fitness = search_fitness if search_fitness is not None else fitness
         self.meta = meta
+
+    @property
+    def name(self) -> str:
+        """The name its program is saved and shown under: the warm start's own name, or
+        ``discovered_<fingerprint>`` for a child (which would otherwise keep its ancestor's)."""
+        return self.program.name if self.born < 0 else f"discovered_{self.fp[:8]}"
 
     @property
     def value(self) -> float:
