@@ -87,6 +87,8 @@ def compose(wrapper: Program, inner: Program) -> Program:
         >>> p.name, p.state_names
         ('lookahead_sgd', ('slow',))
     """
+    for part in (wrapper, inner):  # hand-built or loaded from JSON: held to the rules parsed text is
+        check(part)
     if not wrapper.is_wrapper:
         raise ValueError(f"'{wrapper.name}' is not a wrapper (it does not take the wrapped update `u`); "
                          "the first program of 'A+B' must be one, e.g. 'lookahead+adam'")

@@ -25,12 +25,13 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .compile.backends import compile_step
+from .lang.check import check
 from .lang.ir import Const, Program
+from .lang.names import RESERVED_HPARAMS
 from .library import load
 
-# Keys torch itself or its schedulers put into param groups.
-_TORCH_GROUP_KEYS = {"params", "name", "initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum",
-                     "differentiable", "foreach", "fused", "capturable", "maximize"}
+# Keys torch itself or its schedulers put into param groups (never a program's hyperparameter).
+_TORCH_GROUP_KEYS = RESERVED_HPARAMS
 
 
 class ProgramOptimizer(Optimizer):
@@ -58,6 +59,7 @@ class ProgramOptimizer(Optimizer):
     def __init__(self, params: Iterable[Any], program: "str | Path | Program" = "adam", *,
                  backend: str = "auto", **hyperparameters: float) -> None:
         self.program = load(program)
+        check(self.program)  # a hand-built Program meets the rules parsed text does (names, types)
         if self.program.is_wrapper:
             raise ValueError(f"'{self.program.name}' wraps another optimizer's update; "
                              f"give it one to wrap, e.g. '{self.program.name}+adam'")

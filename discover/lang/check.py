@@ -1,9 +1,9 @@
 """Type checking of IR programs (from the parser, from mutation, from composition).
 
-`check` verifies that every name is defined before it is read, every op exists
-and gets its number of arguments, hyperparameters are never assigned, state
-is returned, and types fit (reductions take tensors; scalar state stays
-scalar). It returns the type of every variable after the program runs.
+`check` verifies that names follow the naming rules (`names.py`), every name is
+defined before it is read, every op exists and gets its number of arguments,
+hyperparameters are never assigned, state is returned, and types fit (reductions
+take tensors; scalar state stays scalar). It returns the type of every variable after the program runs.
 
 Example:
     >>> from discover import parse
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from .errors import ProgramError
 from .ir import INPUTS, Const, Operand, Program, Ref, Stmt
+from .names import check_names
 from .ops import OPS, Type
 
 _INPUT_TYPES = {"w": Type.TENSOR, "g": Type.TENSOR, "u": Type.TENSOR, "step": Type.PER_TENSOR}
@@ -37,6 +38,7 @@ def check(program: Program, filename: str = "<program>") -> dict[str, Type]:
         line, col = stmt.pos if stmt is not None and stmt.pos else (None, None)
         return ProgramError(message, filename=filename, line=line, col=col, hint=hint)
 
+    check_names(program, filename)  # names reach generated code: the one rule, before anything else
     for name in program.inputs:
         if name not in INPUTS:
             raise fail(f"unknown input '{name}'", hint=f"inputs are {', '.join(INPUTS)}")

@@ -21,6 +21,7 @@ from pathlib import Path
 from .check import check
 from .errors import ProgramError
 from .ir import INPUTS, Const, HParam, Operand, Program, Ref, State, Stmt
+from .names import name_problem
 from .ops import CALLABLE_OPS, OPS
 
 MAX_SOURCE_CHARS = 100_000
@@ -90,6 +91,9 @@ def parse(text: str | bytes, filename: str = "<program>", *, name: str | None = 
         >>> parse("def sgd(w, g, *, lr=0.1):\\n    return lr * g\\n").hparam_names
         ('lr',)
     """
+    if name is not None and name_problem(name, "program name"):
+        raise ProgramError(name_problem(name, "program name"), filename=filename,
+                           hint="a program name is an identifier such as my_optimizer")
     text = _decode(text, filename)
     parser = _Parser(text, filename)
     program = parser.program(name)
@@ -187,11 +191,10 @@ class _Parser:
         return (node.lineno, node.col_offset + 1)
 
     def _check_name(self, node: ast.AST, name: str, what: str) -> None:
-        if name.startswith("_"):
-            raise self.error(node, f"{what} '{name}': names starting with '_' are reserved",
-                             hint="choose a name that starts with a letter")
-        if name in OPS:
-            raise self.error(node, f"{what} '{name}' is the name of an op", hint="choose another name")
+        problem = name_problem(name, what)  # the rule every Program is held to (names.py), with a position
+        if problem:
+            raise self.error(node, problem, hint="choose a name that starts with a letter and is not an op, "
+                                                 "a keyword or a param-group key")
 
     # ------------------------------------------------------------------ module
     def program(self, name: str | None) -> Program:
