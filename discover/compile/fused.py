@@ -63,6 +63,7 @@ import torch
 
 from ..lang.ir import Program
 from . import cxx
+from .source import comment
 from .foreach import (PD, S, T, Lowered, Val, _bl, _fl, _pre_all, compile_foreach, compile_prologue, lower, prologue,
                       reduction_passes, scalar_state_sources)
 
@@ -295,9 +296,9 @@ class _Kernel:
         names = ["w"] + (["g"] if self.uses_g else []) + [s.name for s, _ in self.tensor_states]
         ptr_vals = [low.inputs["w"]] + ([low.inputs["g"]] if self.uses_g else []) + [v for _, v in self.tensor_states]
         for j, (name, v) in enumerate(zip(names, ptr_vals)):
-            lines.append(f"  S* __restrict p{j} = (S*)ptr[{j}];  // {name}")
+            lines.append(f"  S* __restrict p{j} = (S*)ptr[{j}];  // {comment(name)}")
         for j, v in enumerate(self.k_vals + self.pd_vals):
-            lines.append(f"  const T k{j} = (T)kd[{j}];  // {v.name}")
+            lines.append(f"  const T k{j} = (T)kd[{j}];  // {comment(v.name)}")
         lines.append("  #pragma omp simd")
         lines.append("  for (int64_t i = lo; i < hi; ++i) {")
         for j, v in enumerate(ptr_vals):
@@ -314,7 +315,7 @@ class _Kernel:
             j = ptr_vals.index(v)
             if not (isinstance(final, Val) and final.id == v.id):
                 written[j] = True
-                lines.append(f"    d_put(p{j}[i], {self.arg(final)});  // new {s.name}")
+                lines.append(f"    d_put(p{j}[i], {self.arg(final)});  // new {comment(s.name)}")
         w = low.inputs["w"]
         lines.append(f"    d_put(p0[i], v{w.id} - {self.arg(update)});  // w <- w - update")
         lines.append("  }")
@@ -341,7 +342,7 @@ class _Kernel:
                  f"static inline void sums{r}(int64_t lo, int64_t hi, void* const* ptr, const double* kr, double* out) {{"]
         for j, (name, v) in enumerate(zip(names, ptr_vals)):
             if v.id in need:
-                lines.append(f"  const S* __restrict p{j} = (const S*)ptr[{j}];  // {name}")
+                lines.append(f"  const S* __restrict p{j} = (const S*)ptr[{j}];  // {comment(name)}")
         accs = [f"a{j}" for j in range(len(reds))]
         lines.append("  double " + ", ".join(f"{a} = 0" for a in accs) + ";")
         lines.append(f"  #pragma omp simd reduction(+:{', '.join(accs)})")

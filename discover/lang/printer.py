@@ -15,7 +15,9 @@ Example:
 """
 from __future__ import annotations
 
+
 import math
+import re
 from collections import Counter
 
 from .ir import Const, Operand, Program, Ref, Stmt, is_temp
@@ -143,10 +145,20 @@ class _Printer:
             lines.append(f"{self.name(stmt.target)} = {expr}")
         out = []
         if header and self.p.doc:
-            out += [f"# {line}".rstrip() for line in self.p.doc.splitlines()]
+            out += [f"# {_comment_text(line)}".rstrip() for line in self.p.doc.splitlines()]
         out.append(self.signature())
         out += ["    " + line for line in reversed(lines)]
         return "\n".join(out) + "\n"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _comment_text(line: str) -> str:
+    """A doc line as comment text that reads back: control characters (a NUL would make the file
+    binary) and lone surrogates (not UTF-8) are written as escapes."""
+    line = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", line)
+    return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _paren(text: str, needed: bool) -> str:
