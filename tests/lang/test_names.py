@@ -151,3 +151,15 @@ def test_unicode_identifiers_run_the_same_on_every_backend():
         results[backend] = w.detach().clone()
     torch.testing.assert_close(results["foreach"], results["reference"], rtol=1e-12, atol=1e-13)
     torch.testing.assert_close(results["fused"], results["reference"], rtol=1e-12, atol=1e-13)
+
+
+def test_a_hostile_doc_prints_as_comments_that_read_back():
+    """Docs are free text (a run directory's path goes into hall-of-fame docs): the printer writes
+    them as comment lines that parse back, whatever they hold."""
+    from discover import unparse
+
+    doc = 'runs/x"""\nimport os\x00\udc80 */ \\\r\u2028end'
+    text = unparse(load("sgd").with_(doc=doc))
+    assert text.encode("utf-8")  # no lone surrogate left: the file can be written as UTF-8
+    back = parse(text)
+    assert back == load("sgd") and back.doc.startswith('runs/x"""\nimport os\\x00\\udc80 */ \\')
