@@ -11,7 +11,8 @@ mutations and every compiler call) runs `check_names` first.
   identifiers, so two different names never become one in generated code), not a
   keyword; states, hyperparameters and variables must not start with ``_``
   (reserved for parser-made temporaries and for generated code's own names) nor be
-  an op's name;
+  an op's name; assigned variables may carry an SSA version (``m#3``) that analysis
+  passes add and remove;
 * hyperparameters must not be a key that torch or its schedulers keep in param
   groups (`RESERVED_HPARAMS`), or ``ProgramOptimizer`` could not hold them;
 * the doc is free text (generators write it only as an escaped literal or comment).
@@ -44,10 +45,15 @@ MAX_NAME_CHARS = 200
 
 def name_problem(name: object, kind: str, temp_ok: bool = False) -> str | None:
     """Why `name` cannot be the `kind` ("program name", "state", "hyperparameter",
-    "variable") of a program, or None if it can. ``temp_ok`` allows ``_`` names
-    (temporaries, only as assigned variables)."""
+    "variable") of a program, or None if it can. ``temp_ok`` allows what only the IR's own
+    passes write for assigned variables: ``_`` names (temporaries) and an SSA version
+    suffix ``#k`` (``m#3``, from `discover.analysis.canonical.to_ssa`)."""
     if not isinstance(name, str):
         return f"{kind} {name!r} is not a string"
+    if temp_ok:
+        base, sep, version = name.partition("#")
+        if sep and version.isdecimal() and version.isascii():
+            return _str_problem(base, kind, temp_ok)
     return _str_problem(name, kind, temp_ok)
 
 

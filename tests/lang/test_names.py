@@ -163,3 +163,23 @@ def test_a_hostile_doc_prints_as_comments_that_read_back():
     assert text.encode("utf-8")  # no lone surrogate left: the file can be written as UTF-8
     back = parse(text)
     assert back == load("sgd") and back.doc.startswith('runs/x"""\nimport os\\x00\\udc80 */ \\')
+
+
+def test_ssa_versions_are_allowed_on_assigned_variables_only():
+    """Analysis passes number assignments (m#3); generated code never pastes such a name."""
+    from discover.analysis.canonical import to_ssa
+
+    ssa = to_ssa(load("adam"))
+    assert any("#" in s.target for s in ssa.body)
+    ws = [torch.nn.Parameter(torch.linspace(-1, 1, 7, dtype=torch.float64)) for _ in range(2)]
+    opts = [ProgramOptimizer([w], p, backend="foreach") for w, p in zip(ws, (ssa, load("adam")))]
+    for k in range(3):
+        for w, opt in zip(ws, opts):
+            w.grad = torch.cos(torch.arange(7.0, dtype=torch.float64) * (k + 1))
+            opt.step()
+    assert torch.equal(ws[0], ws[1])
+    for bad in ("m#", "m#x", "m#1#2", "#1", "m #1"):
+        with pytest.raises(ProgramError, match="is not an identifier"):
+            program_from_json(_json(body=[[bad, "copy", ["g"]]], returns=[bad, "m", "v"]))
+    with pytest.raises(ProgramError, match="state 'm#1' is not an identifier"):
+        program_from_json(_json(states=[["m#1", {"c": 0.0}, False], ["v", {"c": 0.0}, False]]))
