@@ -43,7 +43,12 @@ def test_the_distribution_name_is_used_in_every_install_line():
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["name"] == DISTRIBUTION != "discover"
-    assert importlib.metadata.version(DISTRIBUTION) == project["version"]  # what pip installed
+    try:
+        installed = importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:  # a venv made before the rename
+        raise AssertionError(f"{DISTRIBUTION} is not installed (an older install names it `discover`): "
+                             f"pip uninstall -y discover && pip install -e '.[dev,plot,ray]'") from None
+    assert installed == project["version"]  # what pip installed
     texts = [ROOT / "README.md", ROOT / "runs" / "README.md", ROOT / ".ci" / "run", *(ROOT / "discover").rglob("*.py")]
     wrong = re.compile(r"""pip install\s+['"]?discover(\[|['"\s]|$)""", re.M)
     bad = [str(p.relative_to(ROOT)) for p in texts if p.exists() and wrong.search(p.read_text())]
