@@ -46,6 +46,9 @@ class ProgramOptimizer(Optimizer):
             or name one: ``"fused"``, ``"foreach"`` or ``"reference"``.
         **hyperparameters: values for the program's hyperparameters; the rest keep
             the program's defaults. Unknown names raise `ValueError` listing the allowed ones.
+            A program with ``beta1`` and ``beta2`` also takes torch's ``betas=(beta1, beta2)``,
+            and its param groups keep ``betas`` in step with them (see `BetasGroup`), so
+            ``OneCycleLR(cycle_momentum=True)`` cycles ``beta1`` as it does for torch's Adam.
 
     Example:
         >>> import torch
@@ -63,7 +66,10 @@ class ProgramOptimizer(Optimizer):
         if self.program.is_wrapper:
             raise ValueError(f"'{self.program.name}' wraps another optimizer's update; "
                              f"give it one to wrap, e.g. '{self.program.name}+adam'")
+        self._betas = has_betas(self.program)
         self._check_hyperparameters(hyperparameters, "ProgramOptimizer()")
+        if self._betas:
+            hyperparameters = with_betas(hyperparameters, self.program.defaults, "ProgramOptimizer()")
         defaults = {**self.program.defaults, **hyperparameters}
         self.backend = backend
         self._step_fn: Callable[..., dict] = compile_step(self.program, backend)
@@ -71,14 +77,19 @@ class ProgramOptimizer(Optimizer):
 
     # ------------------------------------------------------------------ contract
     def _check_hyperparameters(self, given: dict[str, Any], where: str, extra: set[str] = frozenset()) -> None:
-        allowed = self.program.hparam_names
+        allowed = self.program.hparam_names + (("betas",) if self._betas else ())
         unknown = sorted(k for k in given if k not in allowed and k not in extra)
         if unknown:
             raise ValueError(
                 f"{where}: unknown hyperparameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
                 f"for program '{self.program.name}'; allowed: {', '.join(allowed) or '(none)'}")
         for key in given:
-            if key in allowed:
+            if key == "betas" and self._betas:
+                value = given[key]
+                if not isinstance(value, (tuple, list)) or len(value) != 2:
+                    raise ValueError(f"{where}: betas must be a pair (beta1, beta2), got {value!r}")
+                self._check_hyperparameters({"beta1": value[0], "beta2": value[1]}, where)
+            elif key in allowed:
                 value = given[key]
                 if isinstance(value, Tensor):
                     if value.numel() != 1:
@@ -91,7 +102,15 @@ class ProgramOptimizer(Optimizer):
         if hasattr(self, "program"):
             self._check_hyperparameters({k: v for k, v in param_group.items() if k != "params"},
                                         "param group", extra=_TORCH_GROUP_KEYS)
+            if self._betas:
+                param_group = BetasGroup(with_betas(param_group, self.defaults, "param group"))
         super().add_param_group(param_group)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load state and param groups (torch's), keeping ``betas`` in step with ``beta1``/``beta2``."""
+        super().load_state_dict(state_dict)
+        if self._betas:
+            self.param_groups[:] = [BetasGroup(with_betas(g, g, "loaded param group")) for g in self.param_groups]
 
     def _init_state(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
         if torch.is_complex(p):
@@ -161,6 +180,63 @@ class ProgramOptimizer(Optimizer):
             hp = ", ".join(f"{k}={group[k]}" for k in self.program.hparam_names)
             lines.append(f"  group {i}: {hp}")
         return "\n".join(lines) + ")"
+
+
+def has_betas(program: Program) -> bool:
+    """Whether groups get torch's ``betas`` pair: the program has both ``beta1`` and ``beta2``."""
+    return {"beta1", "beta2"} <= set(program.hparam_names)
+
+
+def with_betas(group: dict[str, Any], defaults: dict[str, Any], where: str) -> dict[str, Any]:
+    """`group` with ``beta1``, ``beta2`` and ``betas`` all set and agreeing: from ``betas`` if given,
+    else from ``beta1``/``beta2`` (or `defaults`). A ``betas`` that contradicts a ``beta1``/``beta2``
+    given with it is an error."""
+    out = dict(group)
+    if "betas" in group:
+        b1, b2 = group["betas"]
+        for name, value in (("beta1", b1), ("beta2", b2)):
+            if name in group and _as_float(group[name]) != _as_float(value):
+                raise ValueError(f"{where}: betas={tuple(group['betas'])!r} and {name}={group[name]!r} disagree; "
+                                 "give one of them")
+    else:
+        b1, b2 = group.get("beta1", defaults["beta1"]), group.get("beta2", defaults["beta2"])
+    out["beta1"], out["beta2"], out["betas"] = b1, b2, (b1, b2)
+    return out
+
+
+class BetasGroup(dict):
+    """A param group whose ``betas`` pair and ``beta1``/``beta2`` entries are one setting.
+
+    torch's schedulers write ``group["betas"]`` (OneCycleLR and CyclicLR cycle beta1 through it)
+    while programs read ``beta1``/``beta2``; writing either form updates the other.
+
+    Example:
+        >>> g = BetasGroup(beta1=0.9, beta2=0.999, betas=(0.9, 0.999))
+        >>> g["betas"] = (0.85, 0.999); g["beta1"]
+        0.85
+        >>> g["beta2"] = 0.99; g["betas"]
+        (0.85, 0.99)
+    """
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key == "betas":
+            b1, b2 = value
+            super().__setitem__("beta1", b1)
+            super().__setitem__("beta2", b2)
+            value = (b1, b2)
+        elif key in ("beta1", "beta2") and "betas" in self:
+            super().__setitem__(key, value)
+            value, key = (self["beta1"], self["beta2"]), "betas"
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
 
 
 def _as_float(value: Any) -> float:

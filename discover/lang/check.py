@@ -81,7 +81,8 @@ def check(program: Program, filename: str = "<program>") -> dict[str, Type]:
         raise fail(
             f"the program returns {len(program.returns)} value{'s' if len(program.returns) != 1 else ''}, "
             f"but must return {expected}: the update" + (f", then each state in order ({names})" if names else ""),
-            hint=f"end with `return update{', ' + names if names else ''}`")
+            hint=_missing_star_hint(program, expected - len(program.returns))
+            or f"end with `return update{', ' + names if names else ''}`")
     for arg in program.returns:
         type_of(arg, None)
     for state, arg in zip(program.states, program.returns[1:]):
@@ -89,3 +90,25 @@ def check(program: Program, filename: str = "<program>") -> dict[str, Type]:
             raise fail(f"scalar state '{state.name}' is given a tensor value",
                        hint=f"reduce it first (e.g. mean(...)), or declare `{state.name}=0` as tensor state")
     return types
+
+
+def _missing_star_hint(program: Program, missing: int) -> str | None:
+    """When the states the return is short of are the last ones declared and none is ever assigned,
+    they are most likely hyperparameters written without the `*` before them: say so."""
+    if missing <= 0 or missing > len(program.states):
+        return None
+    tail = program.states[len(program.states) - missing:]
+    assigned = {stmt.target for stmt in program.body}
+    if any(s.name in assigned or not isinstance(s.init, Const) or s.scalar for s in tail):
+        return None
+    kept = program.states[: len(program.states) - missing]
+    params = list(program.inputs) + [f"{s.name}={_number(s.init.value)}" if isinstance(s.init, Const)
+                                      else f"{s.name}={s.init.name}" for s in kept]
+    hps = [f"{s.name}={_number(s.init.value)}" for s in tail] + [f"{h.name}={_number(h.default)}" for h in program.hparams]
+    names = " and ".join(s.name for s in tail) if len(tail) <= 2 else ", ".join(s.name for s in tail)
+    return (f"{names} {'is' if len(tail) == 1 else 'are'} never assigned: if {'it is a hyperparameter' if len(tail) == 1 else 'they are hyperparameters'}, "
+            f"put a bare `*` before {'it' if len(tail) == 1 else 'them'}: def {program.name}({', '.join(params + ['*'] + hps)})")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
