@@ -1,4 +1,5 @@
-"""What a program is: memory, size, nearest built-in, and properties found by probing.
+"""What a program is: memory, size, nearest built-in, its step size relative to that built-in, and
+properties found by probing.
 
 Properties are measured, not read off the text, on float64 probe inputs with
 the program's default hyperparameters and the parameter held fixed:
@@ -21,6 +22,7 @@ Example:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -116,6 +118,23 @@ def nearest_builtins(program: Program, k: int = 3) -> list[Neighbour]:
     return out[:k]
 
 
+def step_size_ratio(program: Program, other: Program) -> float:
+    """How big `program`'s steps are relative to `other`'s, both at their default hyperparameters:
+    the median over the probe steps of ``|update| / |other's update|`` (inf or NaN when a probe fails).
+
+    Example:
+        >>> from discover import load, parse
+        >>> round(step_size_ratio(parse("def f(w, g, *, lr=0.3):\\n    return lr * sign(g)\\n"),
+        ...                       parse("def h(w, g, *, lr=0.1):\\n    return lr * sign(g)\\n")), 12)
+        3.0
+    """
+    from .fingerprint import probe_trace
+
+    a, b = probe_trace(program), probe_trace(other)
+    ratios = torch.linalg.vector_norm(a, dim=1) / torch.linalg.vector_norm(b, dim=1)
+    return float(ratios.median()) if bool(torch.isfinite(ratios).all()) else math.nan
+
+
 def explain(program: Program, model_params: int = DEFAULT_MODEL_PARAMS) -> str:
     """A text report: state memory, op count, nearest built-ins, probed properties."""
     from .compare import _bytes
@@ -139,11 +158,30 @@ def explain(program: Program, model_params: int = DEFAULT_MODEL_PARAMS) -> str:
         desc = [f"{n.name} ({'same updates on probe inputs' if n.same else f'distance {n.distance:.3g}'})" for n in near]
         lines.append(f"  nearest built-ins by behaviour: {', '.join(desc)}")
         lines.append("    (distance: mean 1 - cos between updates on probe inputs; scale-free)")
+        if near:
+            lines.append("  " + _step_size_line(program, near[0]))
     lines.append("  properties found by probing (default hyperparameters):")
     for name, (holds, how) in properties(program).items():
         verdict = "yes" if holds else ("unknown" if holds is None else "no")
         lines.append(f"    {name}: {verdict} - {how}")
     return "\n".join(lines)
+
+
+def _step_size_line(program: Program, nearest: Neighbour) -> str:
+    """The step size relative to the nearest built-in, and the lr that built-in would need to match it."""
+    from ..library import load
+
+    other = load(nearest.name)
+    ratio = step_size_ratio(program, other)
+    if not math.isfinite(ratio):
+        return f"step size relative to {nearest.name}: unknown (the probe updates are not finite)"
+    line = (f"step size: {ratio:.3g}x {nearest.name}'s, both at their default hyperparameters "
+            f"(median over probe steps of |update| / |{nearest.name} update|)")
+    if nearest.same:
+        return f"step size: the same as {nearest.name}'s (same updates on probe inputs)"
+    if "lr" in other.defaults and nearest.distance < 0.1:
+        line += f"; as {nearest.name} with lr={ratio * other.defaults['lr']:.3g}"
+    return line
 
 
 def _count(n: int) -> str:

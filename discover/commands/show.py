@@ -1,4 +1,4 @@
-"""`discover show SPEC [--as dsl|torch] [--torch]`: print a program."""
+"""`discover show SPEC [--as dsl|torch|math|latex] [--torch] [--numeric]`: print a program."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,8 @@ from ..library import load
 
 VIEWS = {}
 """Extra views by name: view(program) -> str. Modules add theirs here (math, latex, ...)."""
+NUMERIC_VIEWS = {}
+"""Views with hyperparameters at their values and constants folded (``--numeric``), by name."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,12 +19,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--as", dest="view", default="dsl", help="dsl (default), torch, math or latex")
     p.add_argument("--torch", action="store_const", const="torch", dest="view",
                    help="print the generated torch source (same as --as torch)")
+    p.add_argument("--numeric", action="store_true",
+                   help="with --as math or latex: hyperparameters at their default values, constants folded")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     program = load(args.spec)
     view = args.view
+    if args.numeric:
+        _load_views()
+        if view not in NUMERIC_VIEWS:
+            raise ValueError(f"--numeric is for --as {' or '.join(sorted(NUMERIC_VIEWS)) or 'math'}, not --as {view}")
+        print(NUMERIC_VIEWS[view](program))
+        return 0
     if view == "dsl":
         print(unparse(program), end="")
         return 0
