@@ -7,7 +7,7 @@ program, one param group per member, holding views of that member's slice of
 the stacked parameters). Nothing here depends on the search's evaluator.
 
 `train_programs` gives per-program results on one task; `compare` runs several
-tasks and `table` / `plot` present them. `proxy_fitness` turns the same
+tasks, and `compare_output` presents them (table, CSV files, plot). `proxy_fitness` turns the same
 training into a fitness function for ablation (lower is better; best
 validation loss over the grid divided by AdamW's, averaged over tasks).
 
@@ -32,10 +32,19 @@ from ..lang.ir import Program
 LR_FACTORS = tuple(10.0 ** (k / 2) for k in range(-2, 7))
 """Default learning-rate grid, as factors of each program's default ``lr`` (0.1x to 1000x, half decades)."""
 
+VAL_POINTS = 25
+"""How many times `compare` measures the validation loss during training (plus once before)."""
+
 
 @dataclass
 class ProgramRun:
-    """One program on one task: results at every learning rate and at the best one."""
+    """One program on one task: results at every learning rate and at the best one.
+
+    ``name`` is what the user called it (the spec as typed: ``best_simple.opt``, ``adam``).
+    Per-seed results are at the best learning rate: ``seed_vals`` the final validation
+    losses, ``train_curves`` the training loss of every step, ``val_curves`` the
+    validation loss at ``val_steps`` (step 0 is before training; empty unless asked for).
+    """
 
     name: str
     task: str
@@ -47,6 +56,19 @@ class ProgramRun:
     step_seconds: float  # optimizer step time per member and step
     state_bytes: int  # optimizer state per member on this task
     failed: list[str | None] = field(default_factory=list)
+    seed_vals: list[float] = field(default_factory=list)
+    train_curves: list[list[float]] = field(default_factory=list)
+    val_steps: list[int] = field(default_factory=list)
+    val_curves: list[list[float]] = field(default_factory=list)
+
+    @property
+    def val_se(self) -> float:
+        """Standard error of the final validation loss over seeds (NaN with one seed or a failed one)."""
+        n = len(self.seed_vals)
+        if n < 2 or not all(math.isfinite(v) for v in self.seed_vals):
+            return math.nan
+        mean = sum(self.seed_vals) / n
+        return math.sqrt(sum((v - mean) ** 2 for v in self.seed_vals) / (n - 1) / n)
 
 
 def lr_grid(program: Program, factors: Sequence[float] = LR_FACTORS, lrs: Sequence[float] | None = None) -> list[float | None]:
@@ -61,19 +83,35 @@ def lr_grid(program: Program, factors: Sequence[float] = LR_FACTORS, lrs: Sequen
 
 def train_programs(programs: Sequence[Program], task, *, factors: Sequence[float] = LR_FACTORS,
                    lrs: Sequence[float] | None = None, seeds: Sequence[int] = (0,),
-                   steps: int | None = None, backend: str = "auto") -> list[ProgramRun]:
-    """Train every program at every learning rate of its grid and every seed, together on `task`."""
+                   steps: int | None = None, backend: str = "auto", names: Sequence[str] | None = None,
+                   val_points: int = 0) -> list[ProgramRun]:
+    """Train every program at every learning rate of its grid and every seed, together on `task`.
+
+    `names` label the programs (default: their own names); with `val_points`, the validation
+    loss is also measured that many times during training (evenly spaced, and at step 0)."""
     from ..optim import ProgramOptimizer
     from ..tasks import get_task, train_population
     from .explain import state_bytes
 
     task = get_task(task)
+    names = list(names) if names is not None else [p.name for p in programs]
     grids = [lr_grid(p, factors, lrs) for p in programs]
     members = [(pi, lr, seed) for pi, grid in enumerate(grids) for lr in grid for seed in seeds]
     optimizers: list[tuple[object, list[tuple[int, list[torch.Tensor]]]]] = []
     seconds = [0.0] * len(programs)
+    total = task.steps if steps is None else int(steps)
+    every = max(1, math.ceil(total / val_points)) if val_points else 0
+    val_at: list[int] = []
+    val_rows: list[torch.Tensor] = []
+
+    def measure(params: list[torch.Tensor], step: int) -> None:
+        with torch.no_grad():
+            val_rows.append(task.val_loss(params).detach().float().cpu())
+        val_at.append(step)
 
     def update(params: list[torch.Tensor], grads: list[torch.Tensor], step: int) -> None:
+        if every and step == 1:
+            measure(params, 0)
         if not optimizers:
             for pi, program in enumerate(programs):
                 groups, views = [], []
@@ -91,8 +129,11 @@ def train_programs(programs: Sequence[Program], task, *, factors: Sequence[float
             start = time.perf_counter()
             opt.step()
             seconds[pi] += time.perf_counter() - start
+        if every and (step % every == 0 or step == total):
+            measure(params, step)
 
     result = train_population(task, seeds=[s for (_, _, s) in members], update=update, steps=steps)
+    val_table = torch.stack(val_rows) if val_rows else torch.empty(0, len(members))
     n_params = sum(math.prod(s) for s in task.param_shapes())
     n_tensors = len(task.param_shapes())
     runs = []
@@ -108,55 +149,36 @@ def train_programs(programs: Sequence[Program], task, *, factors: Sequence[float
         idx = [i for i, (mi, l, _) in enumerate(members) if mi == pi and l == grid[best]]
         curve = result.train_curve[:, idx].mean(1).tolist() if result.steps_done else []
         per_step = seconds[pi] / max(1, result.steps_done * len([m for m in members if m[0] == pi]))
-        runs.append(ProgramRun(program.name, task.name, [math.nan if l is None else l for l in grid], vals,
-                               math.nan if grid[best] is None else grid[best], vals[best], curve, per_step,
-                               state_bytes(program, n_params, n_tensors), reasons))
+        runs.append(ProgramRun(
+            names[pi], task.name, [math.nan if l is None else l for l in grid], vals,
+            math.nan if grid[best] is None else grid[best], vals[best], curve, per_step,
+            state_bytes(program, n_params, n_tensors), reasons,
+            seed_vals=[float(result.val_loss[i]) for i in idx],
+            train_curves=[result.train_curve[:, i].tolist() for i in idx],
+            val_steps=list(val_at), val_curves=[val_table[:, i].tolist() for i in idx] if val_at else []))
     return runs
 
 
 def compare(specs: Sequence, tasks: Sequence[str], *, factors: Sequence[float] = LR_FACTORS,
             lrs: Sequence[float] | None = None, seeds: Sequence[int] = (0,), steps: int | None = None,
-            log: Callable[[str], None] | None = None) -> dict[str, list[ProgramRun]]:
-    """Results by task for programs given by spec (built-in name, composition, path or Program)."""
+            log: Callable[[str], None] | None = None, val_points: int = VAL_POINTS) -> dict[str, list[ProgramRun]]:
+    """Results by task for programs given by spec (built-in name, composition, path or Program),
+    each labelled as given (a spec string as typed, a Program by its name), with validation-loss
+    curves (`val_points` measurements per run)."""
     from ..library import load
     from ..tasks import get_task
 
     programs = [load(s) for s in specs]
+    names = [s.name if isinstance(s, Program) else str(s) for s in specs]
     task_objs = [get_task(t) for t in tasks]  # unknown tasks fail before any training
     out = {}
     for task in task_objs:
         start = time.perf_counter()
-        out[task.name] = train_programs(programs, task, factors=factors, lrs=lrs, seeds=seeds, steps=steps)
+        out[task.name] = train_programs(programs, task, factors=factors, lrs=lrs, seeds=seeds, steps=steps,
+                                        names=names, val_points=val_points)
         if log:
             log(f"{task.name}: {time.perf_counter() - start:.1f}s")
     return out
-
-
-def table(results: dict[str, list[ProgramRun]]) -> str:
-    """A text table: task, program, final validation loss, best lr, step time, state memory."""
-    header = ("task", "program", "val loss", "best lr", "step ms", "state")
-    rows = []
-    edge = False
-    for task, runs in results.items():
-        for r in runs:
-            lr = "-" if math.isnan(r.best_lr) else f"{r.best_lr:.3g}"
-            if len(r.lrs) > 1 and r.best_lr in (r.lrs[0], r.lrs[-1]) and math.isfinite(r.best_val):
-                lr += "*"
-                edge = True
-            rows.append((task, r.name, _fmt(r.best_val), lr, f"{r.step_seconds * 1e3:.3f}", _bytes(r.state_bytes)))
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    lines = ["  ".join(f"{c:<{w}}" for c, w in zip(header, widths))]
-    lines += ["  ".join(f"{c:<{w}}" for c, w in zip(row, widths)).rstrip() for row in rows]
-    lines[0] = lines[0].rstrip()
-    if edge:
-        lines.append("* best lr at the edge of the grid: widen it with --lr-factors")
-    lines.append("val loss: final validation loss at the best lr (mean over seeds); step ms: optimizer step "
-                 "time per trial; state: optimizer state per trial")
-    return "\n".join(lines)
-
-
-def _fmt(x: float) -> str:
-    return "diverged" if not math.isfinite(x) else f"{x:.4g}"
 
 
 def _bytes(n: int) -> str:
@@ -166,36 +188,6 @@ def _bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
-
-
-def plot(results: dict[str, list[ProgramRun]], path: Path) -> Path:
-    """Write training-loss curves (best lr per program, one panel per task) to a PNG."""
-    from ..extras import need
-
-    matplotlib = need("matplotlib", "plot", "the loss-curve plot (or pass --no-plot)")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    n = len(results)
-    cols = min(n, 3)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False)
-    for ax, (task, runs) in zip(axes.flat, results.items()):
-        for r in runs:
-            if r.curve:
-                label = r.name if math.isnan(r.best_lr) else f"{r.name} (lr {r.best_lr:.2g})"
-                ax.plot(range(1, len(r.curve) + 1), r.curve, label=label)
-        ax.set_title(task)
-        ax.set_xlabel("step")
-        ax.set_ylabel("train loss")
-        ax.set_yscale("log")
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def run_dir(root: Path = Path("runs")) -> Path:
