@@ -13,8 +13,10 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterable
 
 from ..evaluate.fitness import SEARCH_FACTORS
+from ..lang.names import name_problem
 from ..tasks import DEFAULT_TASKS, META_TASKS
 
 # Fields that may change when a run is resumed (they do not change what the run computes
@@ -85,14 +87,14 @@ class SearchConfig:
 
         A run directory in ``init`` is replaced by its hall-of-fame files (see `resolve_init`),
         so ``config.json`` records the programs the run started from."""
-        from ..library import load
         from ..tasks import get_task
 
         def need(cond: bool, msg: str) -> None:
             if not cond:
                 raise ValueError(msg)
 
-        need(isinstance(self.budget, int) and self.budget > 0, f"budget must be a positive number of evaluations, got {self.budget}")
+        self.check_types()
+        need(self.budget > 0, f"budget must be a positive number of evaluations, got {self.budget}")
         need(self.population >= 2, f"population must be at least 2, got {self.population}")
         need(1 <= self.tournament <= self.population,
              f"tournament must be between 1 and the population ({self.population}), got {self.tournament}")
@@ -106,6 +108,13 @@ class SearchConfig:
              f"{self.gpus_per_worker:g} and {self.cpus_per_worker:g}")
         need(self.address is None or self.backend == "ray", "--address is for --backend ray")
         need(self.time_limit is None or self.time_limit > 0, f"time limit must be positive, got {self.time_limit}")
+        for name in ("steps", "meta_steps"):
+            value = getattr(self, name)
+            need(value is None or value >= 1, f"{name.replace('_', ' ')} must be at least 1 training step (leave it "
+                                              f"out for each task's own), got {value}")
+        need(self.candidate_time_limit is None or self.candidate_time_limit > 0,
+             f"candidate time limit must be a positive number of seconds (leave it out for the default "
+             f"{SearchConfig.candidate_time_limit:g}), got {self.candidate_time_limit}")
         need(bool(self.factors) and all(f > 0 and math.isfinite(f) for f in self.factors),
              f"lr factors must be positive numbers, got {self.factors}")
         need(self.funnel_every >= 1 and self.funnel_top >= 0 and self.hof_size >= 1,
@@ -123,25 +132,118 @@ class SearchConfig:
         self.init = resolve_init(self.init)
         need(bool(self.init), "give at least one --init program")
         need(bool(self.tasks), "give at least one task")
-        for spec in self.init:
-            load(spec)  # ValueError / ProgramError naming the program
-        load(self.baseline)
+        check_programs(self.init, "--init")
+        check_programs([self.baseline], "--baseline")
+        for slot in self.slots:
+            problem = name_problem(slot, "state")
+            need(problem is None, f"state slot: {problem}")
         for t in list(self.tasks) + list(self.meta_tasks):
             get_task(t)  # ValueError naming the task
         return self
+
+    def check_types(self) -> None:
+        """Raise `ValueError` naming the first field whose value has the wrong type (``config.json``
+        is data a person may edit: ``"population": "four"``)."""
+        for f in dataclasses.fields(self):
+            problem = _type_problem(getattr(self, f.name), str(f.type))
+            if problem:
+                raise ValueError(f"field {f.name!r} {problem}, got {getattr(self, f.name)!r}")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> "SearchConfig":
+        """The config `to_json` wrote; `ValueError` naming a field that is unknown or of the wrong type."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a search config is an object of fields, not {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown search config field(s): {', '.join(unknown)}")
-        return cls(**data)
+        cfg = cls(**data)
+        cfg.check_types()
+        return cfg
 
     def incompatible(self, other: "SearchConfig") -> list[str]:
         """Fields (other than `RESUMABLE_CHANGES`) whose values differ."""
         a, b = self.to_json(), other.to_json()
         return [k for k in a if k not in RESUMABLE_CHANGES and a[k] != b[k]]
+
+
+def resume_config(saved: SearchConfig, config: SearchConfig, run_dir: str | Path,
+                  given: Iterable[str] | None = None) -> SearchConfig:
+    """The config a resumed run uses: `saved` (the run's ``config.json``) with the changes asked
+    for in `config`. The one resume policy, for the CLI and the Python API alike.
+
+    ``given``: the fields the user set (the CLI's options); None takes every field of `config`
+    that differs from the defaults. Only `RESUMABLE_CHANGES` may differ from `saved`; anything
+    else is refused in one message naming every such field. ``out`` may only name the run
+    directory itself (a resumed run never moves).
+
+    Example:
+        >>> saved = SearchConfig(budget=16, init=["sgd"], out="runs/r")
+        >>> resume_config(saved, SearchConfig(budget=32), "runs/r").budget
+        32
+        >>> resume_config(saved, SearchConfig(seed=5), "runs/r")
+        Traceback (most recent call last):
+        ...
+        ValueError: cannot resume runs/r with a different --seed: the run was made with seed=0 (given 5); only --budget, --time-limit, --workers, --backend, --address, --gpus-per-worker and --cpus-per-worker may change on resume (start a new run to change the others)
+    """
+    new, old = config.to_json(), saved.to_json()
+    if given is None:
+        defaults = SearchConfig().to_json()
+        given = [k for k in new if new[k] != defaults[k]]
+    given = [k for k in given if k != "progress"]  # how it shows progress is not part of the run
+    if "out" in given and new["out"] is not None and Path(new["out"]).resolve() != Path(run_dir).resolve():
+        raise ValueError(f"--out {new['out']} with --resume {run_dir}: a resumed run continues in its own directory; "
+                         "leave out --out (to continue elsewhere, copy the run directory and resume the copy)")
+    bad = [k for k in given if k not in RESUMABLE_CHANGES and new[k] != old[k]]
+    if bad:
+        flags = ", ".join("--" + k.replace("_", "-") for k in bad)
+        changeable = [f"--{k.replace('_', '-')}" for k in RESUMABLE_CHANGES if k not in ("out", "progress")]
+        raise ValueError(f"cannot resume {run_dir} with a different {flags}: the run was made with "
+                         + ", ".join(f"{k}={old[k]!r}" for k in bad) + " (given "
+                         + ", ".join(repr(new[k]) for k in bad) + "); only " + ", ".join(changeable[:-1])
+                         + f" and {changeable[-1]} may change on resume (start a new run to change the others)")
+    merged = dict(old)
+    merged.update({k: new[k] for k in given if k in RESUMABLE_CHANGES})
+    merged["out"] = str(run_dir)
+    merged["progress"] = config.progress
+    return SearchConfig.from_json(merged)
+
+
+def check_programs(specs: Iterable[str], option: str) -> None:
+    """Each spec loads and is a complete optimizer (not a wrapper such as lookahead on its own);
+    `ValueError` / `ProgramError` naming the spec and `option` otherwise."""
+    from ..library import load
+
+    for spec in specs:
+        if load(spec).is_wrapper:
+            raise ValueError(f"{option} {spec}: it wraps another optimizer's update; give a full program "
+                             f"such as '{spec}+adam'")
+
+
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false", "None": "null"}
+_PLURALS = {"int": "integers", "float": "numbers", "str": "strings"}
+
+
+def _type_problem(value: Any, annotation: str) -> str | None:
+    """None if `value` fits the field annotation (``int``, ``float | None``, ``list[str]``, ...),
+    else what it must be."""
+
+    def fits(v: Any, kind: str) -> bool:
+        if kind == "None":
+            return v is None
+        if kind.startswith("list[") and kind.endswith("]"):
+            return isinstance(v, list) and all(fits(x, kind[5:-1]) for x in v)
+        if isinstance(v, bool):
+            return kind == "bool"
+        return isinstance(v, {"int": int, "float": (int, float), "str": str, "bool": bool}.get(kind, object))
+
+    kinds = [k.strip() for k in annotation.split("|")]
+    if any(fits(value, k) for k in kinds):
+        return None
+    words = [f"a list of {_PLURALS.get(k[5:-1], k[5:-1])}" if k.startswith("list[") else _TYPE_WORDS.get(k, k)
+             for k in kinds]
+    return "must be " + " or ".join(words)
