@@ -103,23 +103,9 @@ def run(args: argparse.Namespace) -> int:
     from ..search import prune, run as run_search
 
     cfg = config_from_args(args)
-    if args.resume:
-        given = {k for k in _FIELDS if getattr(args, k, None) is not None}
-        from ..search.config import RESUMABLE_CHANGES, SearchConfig as SC
-        from ..search.rundir import RunDir
-
-        saved = SC.from_json(RunDir(args.resume).read_config())
-        bad = [k for k in sorted(given) if k not in RESUMABLE_CHANGES and getattr(cfg, k) != getattr(saved, k)]
-        if bad:
-            raise ValueError(f"cannot resume {args.resume} with a different {', '.join('--' + b.replace('_', '-') for b in bad)}: "
-                             f"the run was made with " + ", ".join(f"{b}={getattr(saved, b)!r}" for b in bad)
-                             + "; only --budget, --time-limit, --workers, --backend, --address, --gpus-per-worker "
-                               "and --cpus-per-worker may change on resume")
-        # Only what was given on the command line overrides the saved config.
-        for k in RESUMABLE_CHANGES:
-            if k not in given and k != "progress":
-                setattr(cfg, k, None)
-    result = run_search(cfg, resume=args.resume, references=args.references)
+    # on --resume, the options given change the saved config as `resume_config` allows (one policy)
+    given = [k for k in _FIELDS if getattr(args, k, None) is not None]
+    result = run_search(cfg, resume=args.resume, given=given, references=args.references)
     s = result.summary
     print(f"run: {result.run_dir}  ({'complete' if result.completed else 'stopped early; --resume to continue'})")
     print(f"evaluations: {result.evaluations}, cache hits: {result.cache_hits} "

@@ -12,14 +12,15 @@ The Python API of `discover search`:
 
 Modules: `config` (SearchConfig), `program` (data flow, pruning, warm starts,
 JSON IR), `mutate` (mutations and valid children), `individual` (DEAP
-individuals), `rundir` (the run directory), `evolution` (the loop, cache,
-restarts, funnel, checkpoints).
+individuals), `rundir` (the run directory and its lock), `evolution` (the loop, cache,
+restarts, funnel, checkpoints), `runner` (`run`: checks, resume, the final stage).
 """
 from .config import SearchConfig
-from .evolution import Search, SearchResult, run
+from .evolution import Search, SearchResult
 from .individual import FitnessMin, Individual
 from .mutate import Mutator, NoChild
 from .program import depends_on_g, prepare_init, program_from_json, program_to_json, prune
+from .runner import run
 
 __all__ = ["FitnessMin", "Individual", "Mutator", "NoChild", "Search", "SearchConfig", "SearchResult",
            "depends_on_g", "prepare_init", "program_from_json", "program_to_json", "prune", "run"]

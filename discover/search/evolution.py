@@ -50,7 +50,7 @@ from .config import SearchConfig
 from .individual import Individual
 from .mutate import Mutator, NoChild
 from .program import prepare_init, program_from_json, program_to_json, prune, with_lr_scale
-from .rundir import RunDir, default_run_dir
+from .rundir import RunDir
 
 CHECKPOINT_VERSION = 1
 
@@ -137,6 +137,7 @@ class Search:
         self.references: dict[str, dict] = {}
         self._t0 = time.perf_counter()
         self._snapshot: dict | None = None
+        self.carry: dict[str, Any] = {}  # kept in every checkpoint as is (`runner`: an ended run's final stage)
 
     # ================================================================== checkpoint
     def state(self) -> dict:
@@ -154,6 +155,7 @@ class Search:
             "hall_of_fame": [i.to_json() for i in self.hof],
             "cache": self.cache, "meta": self.meta, "references": self.references,
             "logbook": [dict(r) for r in self.logbook],
+            **self.carry,
         }
 
     def load_state(self, s: dict) -> None:
@@ -406,109 +408,3 @@ class Search:
             self.references[spec] = {"meta_one_lr": single.fitness, "meta_lr_per_task": geo,
                                      "ratios_per_task_tuned": tuned}
             self.log(f"reference {spec} on meta tasks: {single.fitness:.4f} (one lr), {geo:.4f} (lr tuned per task)")
-
-
-def run(config: SearchConfig, *, resume: str | Path | None = None, progress: bool | None = None,
-        references: list[str] | None = None, log=None, stop_after_batches: int | None = None) -> SearchResult:
-    """Run (or resume) a search; returns its `SearchResult`. The Python API of `discover search`.
-
-    ``resume``: a run directory to continue; its config is used, except the fields
-    in `RESUMABLE_CHANGES` that `config` changes. ``references``: programs tuned on
-    the meta tasks for comparison in ``summary.json``. ``stop_after_batches`` stops
-    (as an interruption would, without the final stage) after that many batches
-    in this call -- for tests and demos. KeyboardInterrupt writes the checkpoint
-    and is re-raised after saying how to resume.
-
-    Example:
-        >>> import tempfile
-        >>> result = run(SearchConfig(budget=8, tasks=["quadratic"], meta_tasks=[], progress=False,
-        ...                           out=tempfile.mkdtemp()))
-        >>> result.best.program.name != ""
-        True
-    """
-    from .config import RESUMABLE_CHANGES
-
-    if resume is not None:
-        rd = RunDir(resume)
-        saved = SearchConfig.from_json(rd.read_config())
-        given = config.to_json()
-        merged = saved.to_json()
-        bad = [k for k in saved.incompatible(config) if given[k] != SearchConfig().to_json()[k]]
-        if bad:
-            raise ValueError(f"cannot resume {rd.path}: its config has a different "
-                             + ", ".join(f"{k} ({merged[k]!r}, not {given[k]!r})" for k in bad)
-                             + "; only " + ", ".join(k for k in RESUMABLE_CHANGES if k not in ("out", "progress"))
-                             + " may change on resume")
-        for k in RESUMABLE_CHANGES:
-            if k in given and given[k] is not None and k != "out":
-                merged[k] = given[k]
-        cfg = SearchConfig.from_json(merged)
-        cfg.validate()
-        rd.write_config(cfg.to_json())
-    else:
-        cfg = config.validate()
-        rd = RunDir(cfg.out or default_run_dir())
-        cfg.out = str(rd.path)
-        rd.create(cfg.to_json())
-    show = cfg.progress if progress is None else progress
-    bar = None
-    if show:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.budget, unit="eval", dynamic_ncols=True, file=sys.stderr)
-        logger = log or bar.write
-    else:  # no bar: the one-line summaries (baselines, restarts, funnels) still go to stderr
-        logger = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    search = Search(cfg, rd, log=logger)
-    state = rd.read_checkpoint() if resume is not None else None
-    try:
-        if state is not None:
-            search.load_state(state)
-            rd.truncate_events(search.n_events)
-            search._snapshot = state
-            logger(f"resumed {rd.path} at evaluation {search.evaluations} (batch {search.batch})")
-        else:
-            rd.truncate_events(0)
-            search.warm_start()
-        if bar is not None:
-            bar.update(search.evaluations)
-        batches = 0
-        while search.evaluations < cfg.budget:
-            if cfg.time_limit is not None and search._elapsed() + search.last_funnel_seconds > cfg.time_limit:
-                logger(f"time limit of {cfg.time_limit:g} s reached at evaluation {search.evaluations}")
-                break
-            if stop_after_batches is not None and batches >= stop_after_batches:
-                search.checkpoint()
-                return SearchResult(rd.path, list(search.hof), search.evaluations, search.hits, False, {})
-            before = search.evaluations
-            search.step()
-            batches += 1
-            if bar is not None:
-                bar.update(search.evaluations - before)
-                el = search._elapsed()
-                bar.set_postfix(best=f"{search.best.value:.4f}", hit=f"{search.hits / max(1, search.evaluations):.0%}",
-                                eps=f"{search.evaluations / max(el, 1e-9):.2f}/s", refresh=False)
-        completed = search.evaluations >= cfg.budget
-        # The final funnel is not part of the resumable state: a resumed, longer run must
-        # not depend on where an earlier call stopped. Only the references are kept.
-        resumable = search.state()
-        search.funnel(final=True)
-        search.score_references(list(references or []))
-        summary = search.write_results(completed)
-        final_hof = [copy.deepcopy(i) for i in search.hof]
-        refs = search.references
-        search.load_state(resumable)
-        search.references = refs
-        search.checkpoint()
-        return SearchResult(rd.path, final_hof, search.evaluations, search.hits, completed, summary)
-    except KeyboardInterrupt:
-        if search._snapshot is not None:
-            rd.write_checkpoint(search._snapshot)
-            rd.truncate_events(search._snapshot["n_events"])
-        logger(f"interrupted at evaluation {search._snapshot['evaluations'] if search._snapshot else 0}; "
-               f"checkpoint written. Continue with: discover search --resume {rd.path}")
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-        search.evaluator.close()

@@ -17,7 +17,7 @@ from discover.search.evolution import Search
 def tiny(out, **kw):
     cfg = dict(init=["sgd"], tasks=["quadratic", "logistic"], meta_tasks=["logistic"], steps=15, meta_steps=20,
                budget=20, batch=4, population=6, tournament=2, funnel_every=8, funnel_top=1, plateau=8,
-               out=str(out), progress=False)
+               out=None if out is None else str(out), progress=False)
     cfg.update(kw)
     return SearchConfig(**cfg)
 
