@@ -184,7 +184,8 @@ class ProgramOptimizer(Optimizer):
 
 def has_betas(program: Program) -> bool:
     """Whether groups get torch's ``betas`` pair: the program has both ``beta1`` and ``beta2``."""
-    return {"beta1", "beta2"} <= set(program.hparam_names)
+    names = set(program.hparam_names)
+    return {"beta1", "beta2"} <= names and "betas" not in names
 
 
 def with_betas(group: dict[str, Any], defaults: dict[str, Any], where: str) -> dict[str, Any]:

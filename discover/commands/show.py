@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     if view == "torch":
         from ..compile import torch_source
 
+        print("# The generated step alone (it uses discover's runtime); for a file that runs on its own,\n"
+              "# with an optimizer class: discover export SPEC -o my_opt.py")
         print(torch_source(program), end="")
         return 0
     _load_views()
