@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..lang.errors import ProgramError
 from ..lang.ir import Program
-from ..lang.parse import parse
+from ..lang.parse import parse, read_program_file
 
 
 def load_lenient(spec: "str | Path | Program") -> tuple[Program, list[str]]:
@@ -36,11 +36,7 @@ def load_lenient(spec: "str | Path | Program") -> tuple[Program, list[str]]:
     path = Path(spec)
     if not (path.suffix == ".opt" or path.exists()) or not path.exists():
         return load(spec), []  # built-ins, compositions, and a clear error for missing files
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ProgramError(f"cannot read program file: {exc.strerror or exc}", filename=str(path)) from None
-    return parse_lenient(data, filename=str(path))
+    return parse_lenient(read_program_file(path), filename=str(path))
 
 
 def parse_lenient(text: "str | bytes", filename: str = "<program>") -> tuple[Program, list[str]]:
@@ -52,7 +48,7 @@ def parse_lenient(text: "str | bytes", filename: str = "<program>") -> tuple[Pro
             raise
         original = exc
     if isinstance(text, bytes):
-        text = text.decode("utf-8")  # parse() accepted the encoding, or it would have failed first
+        text = text.decode("utf-8-sig")  # parse() accepted the encoding, or it would have failed first
     fixed, notes = _rename_hparam_assignments(text)
     if fixed is None:
         raise original

@@ -49,6 +49,9 @@ def check(program: Program, filename: str = "<program>") -> dict[str, Type]:
     for s in program.states:
         if isinstance(s.init, Ref) and s.init.name != "w" and s.init.name not in program.hparam_names:
             raise fail(f"state '{s.name}' starts from unknown '{s.init.name}'")
+        if s.scalar and isinstance(s.init, Ref) and s.init.name == "w":
+            raise fail(f"scalar state '{s.name}' cannot start as a copy of w, a tensor",
+                       hint="start it from a number or a hyperparameter, or make it tensor state")
     hparams = set(program.hparam_names)
 
     def type_of(arg: Operand, stmt: Stmt | None) -> Type:

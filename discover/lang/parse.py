@@ -16,6 +16,8 @@ Example:
 from __future__ import annotations
 
 import ast
+import os
+import stat
 from pathlib import Path
 
 from .check import check
@@ -25,6 +27,7 @@ from .names import name_problem
 from .ops import CALLABLE_OPS, OPS
 
 MAX_SOURCE_CHARS = 100_000
+MAX_SOURCE_BYTES = 4 * MAX_SOURCE_CHARS  # UTF-8 takes at most 4 bytes a character
 MAX_DEPTH = 100
 MAX_STATEMENTS = 2_000
 
@@ -116,13 +119,33 @@ def parse_file(path: str | Path) -> Program:
         >>> parse_file(programs_dir() / "adam.opt").name
         'adam'
     """
-    path = Path(path)
+    return parse(read_program_file(path), filename=str(path))
+
+
+def read_program_file(path: str | Path) -> bytes:
+    """The bytes of a program file: a regular file (a FIFO, a device or a directory is refused, never
+    waited on or read to its end) of at most `MAX_SOURCE_BYTES` (no more than one byte past that is
+    read); `ProgramError` naming the file otherwise."""
+    hint = "give the path of a .opt file, or the name of a built-in (see `discover list`)"
     try:
-        data = path.read_bytes()
+        # O_NONBLOCK: opening a FIFO nobody writes to must not hang
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
-        raise ProgramError(f"cannot read program file: {exc.strerror or exc}", filename=str(path),
-                           hint="give the path of a .opt file, or the name of a built-in (see `discover list`)") from None
-    return parse(data, filename=str(path))
+        raise ProgramError(f"cannot read program file: {exc.strerror or exc}", filename=str(path), hint=hint) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a device, pipe or socket)"
+        raise ProgramError(f"cannot read program file: it is {kind}", filename=str(path), hint=hint)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(MAX_SOURCE_BYTES + 1)
+        except OSError as exc:
+            raise ProgramError(f"cannot read program file: {exc.strerror or exc}", filename=str(path), hint=hint) from None
+    if len(data) > MAX_SOURCE_BYTES:
+        raise ProgramError(f"the file is over {MAX_SOURCE_BYTES} bytes; a program is at most {MAX_SOURCE_CHARS} "
+                           "characters", filename=str(path))
+    return data
 
 
 def _line_col(text: str | bytes, offset: int) -> tuple[int, int]:
@@ -146,6 +169,13 @@ def _decode(text: str | bytes, filename: str) -> str:
                                line=line, col=col, hint="save the program as UTF-8 text") from None
     if not isinstance(text, str):
         raise ProgramError(f"program text must be str or bytes, not {type(text).__name__}", filename=filename)
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte order mark, as some editors write (Python accepts it too)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a str holding a lone surrogate (e.g. from surrogateescape)
+        line, col = _line_col(text, exc.start)
+        raise ProgramError(f"the text holds a character that is not valid Unicode ({ascii(text[exc.start])})",
+                           filename=filename, line=line, col=col, hint="save the program as UTF-8 text") from None
     if "\x00" in text:
         line, col = _line_col(text, text.index("\x00"))
         raise ProgramError("this is binary data, not program text (a NUL character)", filename=filename,
@@ -202,7 +232,7 @@ class _Parser:
             module = ast.parse(self.text, filename=self.filename, mode="exec")
         except SyntaxError as exc:
             raise ProgramError(f"invalid syntax: {exc.msg}", filename=self.filename, line=exc.lineno,
-                               col=exc.offset, hint="programs are written in a subset of Python syntax") from None
+                               col=exc.offset or None, hint="programs are written in a subset of Python syntax") from None
         except (RecursionError, MemoryError):
             line, col = _too_deep_position(self.text)
             raise ProgramError("the program is nested too deeply to parse", filename=self.filename, line=line, col=col,
@@ -302,7 +332,11 @@ class _Parser:
             sign = -1.0
             node = _strip_plus(node.operand)
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return sign * float(node.value)
+            try:
+                return sign * float(node.value)
+            except OverflowError:  # an int literal with over 308 digits
+                raise self.error(node, f"{what} is too large for a float (the largest is about 1.8e308)",
+                                 hint="write it in floating point, e.g. 1e300") from None
         raise self.error(node, f"{what} must be a number")
 
     def state(self, node: ast.arg, default: ast.AST) -> State:
@@ -317,6 +351,10 @@ class _Parser:
                                  hint=f"`{node.arg}: scalar = 1` keeps one number per parameter tensor")
             scalar = kind == "scalar"
         if isinstance(default, ast.Name):
+            if default.id == "w" and scalar:
+                raise self.error(default, f"scalar state '{node.arg}' cannot start as a copy of w, a tensor",
+                                 hint=f"start it from a number or a hyperparameter ({node.arg}: scalar = 0), "
+                                      f"or make it tensor state ({node.arg}=w)")
             if default.id == "w" or default.id in self.hparams:
                 return State(node.arg, Ref(default.id), scalar)
             raise self.error(default, f"state '{node.arg}' starts from '{default.id}', which is neither `w` nor a hyperparameter",
