@@ -52,10 +52,15 @@ def load(spec: "str | Path | Program") -> Program:
     if not isinstance(spec, str):
         raise TypeError(f"a program is a name, a path or a Program, not {type(spec).__name__}")
     text = spec.strip()
+    if not text:
+        raise ValueError(f"no program given ({spec!r}): give a built-in name ({', '.join(builtin_names())}), "
+                         "a path to a .opt file, or a composition such as 'lookahead+adam'")
     if text in builtin_names():
         return _builtin(text)
     if "+" in text and not Path(text).exists():
-        wrapper, inner = text.split("+", 1)
+        wrapper, inner = (part.strip() for part in text.split("+", 1))
+        if not wrapper or not inner:
+            raise ValueError(f"composition {spec!r} needs a program on each side of '+', e.g. 'lookahead+adam'")
         return compose(load(wrapper), load(inner))
     path = Path(text)
     if path.suffix == ".opt" or path.exists():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -47,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--steps must be at least 1")
     if args.seeds < 1:
         raise ValueError("--seeds must be at least 1")
+    if args.lr_factors is not None and not all(math.isfinite(f) and f > 0 for f in args.lr_factors):
+        raise ValueError(f"--lr-factors must be positive multiples of each program's lr, got "
+                         f"{' '.join(f'{f:g}' for f in args.lr_factors)}")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a file; give a folder for the table and curves")
     if not args.no_plot:
         _need_matplotlib()  # before training, not after
     start = time.perf_counter()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.explain import explain
     from ..library import load
 
-    if args.params <= 0:
-        raise ValueError("--params must be positive")
+    if not (math.isfinite(args.params) and args.params >= 1):
+        raise ValueError(f"--params must be a model size of at least 1 parameter, got {args.params:g}")
     print(explain(load(args.spec), int(args.params)))
     return 0

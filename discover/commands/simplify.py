@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -41,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.simplify import simplify
     from ..lang.printer import unparse
 
+    if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+        raise ValueError(f"--tolerance must be a fitness change of 0 or more, got {args.tolerance:g}")
+    if args.output and Path(args.output).is_dir():
+        raise ValueError(f"-o {args.output} is a directory; give the file to write, e.g. {Path(args.output) / 'simple.opt'}")
     program, notes = load_lenient(args.file)
     fitness = None
     if args.ablate:
@@ -53,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
     out = result.program.with_(doc=f"Simplified from {args.file} by `discover simplify`.")
     text = unparse(out)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"cannot write {args.output}: {exc.strerror or exc}") from None
         print(f"wrote {args.output}")
     else:
         print(text)

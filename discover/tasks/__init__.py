@@ -75,4 +75,7 @@ def get_task(spec: str | Task) -> Task:
         obj = getattr(obj, part)
     if not (isinstance(obj, type) and issubclass(obj, Task)):
         raise ValueError(f"{spec!r} is not a Task subclass; {help_text}")
-    return obj()
+    try:
+        return obj()
+    except TypeError as exc:  # it needs arguments, or is abstract
+        raise ValueError(f"task {spec!r} cannot be built with no arguments ({exc}); {help_text}") from None
