@@ -98,7 +98,14 @@ class ProgramOptimizer(Optimizer):
                     raise ValueError(f"{where}: hyperparameter {key!r} must be a number, got {value!r}")
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group; its keys must be the program's hyperparameters (or torch's own group keys)."""
+        """Add a group; its keys must be the program's hyperparameters (or torch's own group keys),
+        its parameters floating-point tensors."""
+        params = param_group.get("params")
+        for i, p in enumerate([params] if isinstance(params, Tensor) else params if isinstance(params, (list, tuple)) else []):
+            if isinstance(p, Tensor) and not (p.is_floating_point() or p.is_complex()):
+                raise ValueError(f"parameter {i} of param group {len(self.param_groups)} (shape {tuple(p.shape)}) has "
+                                 f"dtype {p.dtype}: parameters must be floating point (float32, float64, bfloat16 "
+                                 "or float16)")
         if hasattr(self, "program"):
             self._check_hyperparameters({k: v for k, v in param_group.items() if k != "params"},
                                         "param group", extra=_TORCH_GROUP_KEYS)
@@ -107,10 +114,35 @@ class ProgramOptimizer(Optimizer):
         super().add_param_group(param_group)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load state and param groups (torch's), keeping ``betas`` in step with ``beta1``/``beta2``."""
+        """Load state and param groups (torch's), keeping ``betas`` in step with ``beta1``/``beta2``.
+        A state dict of another program or optimizer is refused, saying what does not fit."""
+        self._check_state_dict(state_dict)
         super().load_state_dict(state_dict)
         if self._betas:
             self.param_groups[:] = [BetasGroup(with_betas(g, g, "loaded param group")) for g in self.param_groups]
+
+    def _check_state_dict(self, state_dict: Any) -> None:
+        """What `add_param_group` checks, for every loaded group, and each parameter's state keys."""
+        name = self.program.name
+        where = f"load_state_dict: not a state dict of ProgramOptimizer('{name}')"
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
+            raise ValueError(f"{where}: it needs 'state' and 'param_groups' (from optimizer.state_dict())")
+        for i, group in enumerate(state_dict["param_groups"]):
+            if not isinstance(group, dict):
+                raise ValueError(f"{where}: param group {i} is {type(group).__name__}, not a dict")
+            self._check_hyperparameters({k: v for k, v in group.items() if k != "params"},
+                                        f"{where}: param group {i}", extra=_TORCH_GROUP_KEYS)
+            missing = [h for h in self.program.hparam_names
+                       if h not in group and not (self._betas and h in ("beta1", "beta2") and "betas" in group)]
+            if missing:
+                raise ValueError(f"{where}: param group {i} has no {', '.join(map(repr, missing))} "
+                                 f"(program '{name}' has hyperparameters {', '.join(self.program.hparam_names)})")
+        keys = set(self.program.state_names) | {"step"}
+        for pid, st in state_dict["state"].items():
+            if not isinstance(st, dict) or set(st) != keys:
+                got = sorted(st) if isinstance(st, dict) else type(st).__name__
+                raise ValueError(f"{where}: the state of parameter {pid} holds {got}; program '{name}' keeps "
+                                 f"{sorted(keys)}")
 
     def _init_state(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
         if torch.is_complex(p):
