@@ -14,6 +14,8 @@ unfinished item, so nothing is lost.
   search -- is the same as with the local backend;
 * each worker runs torch with ``threads`` threads (default ``cpu_count //
   workers``) so CPU results do not depend on the machine's load;
+* workers exit when the process that started them dies (even by kill -9:
+  `exit_with_parent`), so a killed search leaves no worker behind;
 * a candidate that fails inside training is scored inf by `run_item`; any
   other exception inside an item is re-raised, as locally; an item in flight
   when the pool broke ``max_retries + 1`` times raises (something in it kills
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import threading
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -32,10 +36,28 @@ from .backends import Backend
 from .work import ItemResult, WorkItem
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    exit_with_parent(parent)
+
+
+def exit_with_parent(parent: int, interval: float = 0.5) -> None:
+    """Exit this process as soon as `parent` (the process that started it) is gone.
+
+    A worker blocks reading its task queue, and holds that queue's write end too, so it would
+    wait forever after a kill -9 of the search (and keep multiprocessing's resource tracker
+    alive with it). A daemon thread watches ``os.getppid()``: when the parent dies the worker
+    is re-parented and exits at once, without cleanup (there is nobody to report to).
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="discover-exit-with-parent", daemon=True).start()
 
 
 def _run(item: WorkItem) -> ItemResult:
@@ -69,7 +91,7 @@ class ProcessPoolBackend(Backend):
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                             initializer=_init_worker, initargs=(self.threads,))
+                                             initializer=_init_worker, initargs=(self.threads, os.getpid()))
         return self._pool
 
     def worker_pids(self) -> list[int]:
