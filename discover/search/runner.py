@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
 from .config import SearchConfig, check_programs, resume_config
 from .evolution import Search, SearchResult
 from .individual import Individual
+from .progress import ProgressBar
 from .rundir import CHECKPOINT, CONFIG, SUMMARY, RunDir, RunDirError, default_run_dir
 
 
@@ -146,14 +146,14 @@ def _individual_problem(d: object) -> str | None:
 def _run(rd: RunDir, cfg: SearchConfig, state: dict | None, resuming: bool, progress: bool | None,
          references: list[str], log: Callable[[str], None] | None, stop_after_batches: int | None) -> SearchResult:
     show = cfg.progress if progress is None else progress
-    bar = None
-    if show:
-        from tqdm import tqdm
+    # A bar only on a terminal; log lines and warnings go through it so they never garble it.
+    with ProgressBar(cfg.budget, enabled=show, log=log) as bar:
+        return _run_with_bar(rd, cfg, state, resuming, bar, references, stop_after_batches)
 
-        bar = tqdm(total=cfg.budget, unit="eval", dynamic_ncols=True, file=sys.stderr)
-        logger = log or bar.write
-    else:  # no bar: the one-line summaries (baselines, restarts, funnels) still go to stderr
-        logger = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+def _run_with_bar(rd: RunDir, cfg: SearchConfig, state: dict | None, resuming: bool, bar: ProgressBar,
+                  references: list[str], stop_after_batches: int | None) -> SearchResult:
+    logger = bar.log
     search = Search(cfg, rd, log=logger)
     try:
         final = None
@@ -175,8 +175,7 @@ def _run(rd: RunDir, cfg: SearchConfig, state: dict | None, resuming: bool, prog
                 rd.write_config(cfg.to_json())
             rd.truncate_events(0)
             search.warm_start()
-        if bar is not None:
-            bar.update(search.evaluations)
+        bar.update(search.evaluations)
         batches = 0
         while search.evaluations < cfg.budget:
             if cfg.time_limit is not None and search._elapsed() + search.last_funnel_seconds > cfg.time_limit:
@@ -188,11 +187,10 @@ def _run(rd: RunDir, cfg: SearchConfig, state: dict | None, resuming: bool, prog
             before = search.evaluations
             search.step()
             batches += 1
-            if bar is not None:
-                bar.update(search.evaluations - before)
-                el = search._elapsed()
-                bar.set_postfix(best=f"{search.best.value:.4f}", hit=f"{search.hits / max(1, search.evaluations):.0%}",
-                                eps=f"{search.evaluations / max(el, 1e-9):.2f}/s", refresh=False)
+            el = search._elapsed()
+            bar.update(search.evaluations - before, best=f"{search.best.value:.4f}",
+                       hit=f"{search.hits / max(1, search.evaluations):.0%}",
+                       eps=f"{search.evaluations / max(el, 1e-9):.2f}/s")
         return _final_stage(search, rd, search.evaluations >= cfg.budget, final, references)
     except KeyboardInterrupt:
         snap = search._snapshot
@@ -206,8 +204,6 @@ def _run(rd: RunDir, cfg: SearchConfig, state: dict | None, resuming: bool, prog
                    f"discover search --resume {rd.path} starts it over")
         raise
     finally:
-        if bar is not None:
-            bar.close()
         search.evaluator.close()
 
 
