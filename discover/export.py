@@ -34,7 +34,7 @@ from .lang.printer import unparse
 from .optim import BetasGroup, _as_float, has_betas, with_betas
 
 _HELPERS = (foreach._bl, foreach._fl, foreach._pmap, foreach._as_tensors, foreach._sel, foreach._pre_all)
-_CLASH = {"self", "params", "betas"}  # the class's own argument names
+_CLASH = {"self", "params", "betas", "super"}  # the class's own argument names, and what __init__ calls
 
 
 def class_name_for(program: Program) -> str:
@@ -107,6 +107,9 @@ def export_source(program: Program, class_name: str | None = None) -> str:
         raise ValueError(f"class name {class_name!r} is not a Python identifier (ASCII letters, digits and _, "
                          "not starting with a digit or _)")
     for h in program.hparam_names:  # validated identifiers already; these would clash with our own arguments
+        if not (isinstance(h, str) and h.isidentifier() and not keyword.iskeyword(h)):
+            # written as code below (keyword arguments): never rely on the caller having checked
+            raise ValueError(f"hyperparameter {h!r} is not an identifier; it cannot be a keyword argument")
         if h in _CLASH:
             raise ValueError(f"hyperparameter '{h}' clashes with the exported class's argument of that name; "
                              "rename it in the program")

@@ -1,7 +1,7 @@
 """No user string reaches generated Python or C++ except as a validated identifier or an escaped
 literal or comment. Every generator is tested: the foreach Python step and its scalar prologue,
 the fused C++ kernel (body and reduction passes), the population kernel (its Python prologue; its
-C++ interpreter is the same for every program) and the torch batched step.
+C++ interpreter is the same for every program), the torch batched step and `discover export`'s file.
 
 Two layers: (1) docs are free text and reach the generators as they are; (2) names are validated
 where a Program is built (tests/lang/test_names.py), so here that validation is switched off to
@@ -200,3 +200,38 @@ def test_comment_never_ends_a_line_early_nor_continues_one():
         c = comment(s)
         assert "\n" not in c and "\r" not in c and not c.endswith("\\")
         assert c.isascii() and c.isprintable()
+
+
+# ---------------------------------------------------------------- discover export (a generator too)
+
+
+def test_export_with_hostile_names_refuses_them_or_holds_them_only_as_literals(marker, no_name_check):
+    from discover.export import export_source
+
+    plain, evil, mapping = _pair(marker)
+    with pytest.raises(ValueError, match="is not an identifier; it cannot be a keyword argument"):
+        export_source(evil, "Evil")  # its hyperparameters would be keyword arguments: refused
+    hps = {h: h for h in plain.hparam_names}  # keep them plain; every other name stays hostile
+    evil = _rename(evil, {v: k for k, v in mapping.items() if k in hps})
+    src = export_source(evil, "Evil")
+    _python_identifiers_are_plain(src)
+    results = []
+    for program, source in ((plain, export_source(plain, "Evil")), (evil, src)):
+        ns = {}
+        exec(compile(source, "<exported>", "exec"), ns)  # noqa: S102 - the generated file under test
+        gen = torch.Generator().manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(4, generator=gen, dtype=torch.float64)) for _ in range(2)]
+        opt = ns["Evil"](params)
+        for _ in range(4):
+            for p in params:
+                p.grad = torch.randn(4, generator=gen, dtype=torch.float64)
+            opt.step()
+        results.append([p.detach().clone() for p in params])
+    torch.testing.assert_close(results[1], results[0], rtol=0, atol=0)
+
+
+def test_export_refuses_a_hyperparameter_named_super():
+    from discover.export import export_source
+
+    with pytest.raises(ValueError, match="hyperparameter 'super' clashes"):
+        export_source(parse("def f(w, g, *, lr=0.1, super=1.0):\n    return lr * super * g\n"))
