@@ -94,6 +94,19 @@ def test_an_interrupted_longer_run_keeps_the_earlier_finalists(finished, copy_of
         assert ind.fp in new or (len(new) == 3 and max(new.values()) < ind.value)
 
 
+def test_references_asked_of_a_finished_run_are_added_without_touching_its_hall_of_fame(tmp_path):
+    d = tmp_path / "run"  # its own run: hall-of-fame files name their directory, so a copy would differ
+    res = run(tiny(d))
+    before = snapshot(d)
+    again = run(tiny(None), resume=d, references=["momentum"])
+    assert fps(again) == fps(res) and "momentum" in again.summary["references"]
+    after = snapshot(d)
+    changed = sorted(k for k in after if after[k] != before.get(k))
+    assert changed == ["checkpoint.json", "summary.json"]
+    run(tiny(None), resume=d, references=["momentum"])
+    assert snapshot(d) == after
+
+
 # ---------------------------------------------------------------- never start over beside results
 
 
