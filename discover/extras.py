@@ -1,4 +1,4 @@
-"""The distribution's install name and the optional extras (matplotlib, Ray).
+"""The distribution's install name and the optional extras (matplotlib, Ray, TensorBoard).
 
 The import name is ``discover``, but ``discover`` on PyPI is an unrelated
 package, so this project is distributed as ``discover-optimizers``: every
@@ -19,7 +19,7 @@ from types import ModuleType
 DISTRIBUTION = "discover-optimizers"
 """The name to `pip install` (the import name stays `discover`)."""
 
-EXTRAS = {"plot": "matplotlib", "ray": "ray"}
+EXTRAS = {"plot": "matplotlib", "ray": "ray", "tensorboard": "tensorboard"}
 """Each optional extra and the package it brings."""
 
 

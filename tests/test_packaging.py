@@ -47,7 +47,7 @@ def test_the_distribution_name_is_used_in_every_install_line():
         installed = importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:  # a venv made before the rename
         raise AssertionError(f"{DISTRIBUTION} is not installed (an older install names it `discover`): "
-                             f"pip uninstall -y discover && pip install -e '.[dev,plot,ray]'") from None
+                             f"pip uninstall -y discover && pip install -e '.[dev,plot,ray,tensorboard]'") from None
     assert installed == project["version"]  # what pip installed
     texts = [ROOT / "README.md", ROOT / "runs" / "README.md", ROOT / ".ci" / "run", *(ROOT / "discover").rglob("*.py")]
     wrong = re.compile(r"""pip install\s+['"]?discover(\[|['"\s]|$)""", re.M)

@@ -25,13 +25,15 @@ from typing import Any, Sequence
 
 @dataclass
 class FunnelPoint:
-    """One finalist's meta-validation score: found at evaluation `candidate`, scored `meta` ± `se`."""
+    """One finalist's meta-validation score: found at evaluation `candidate`, scored `meta` ± `se`
+    by the funnel that ran at evaluation `at` (when the events say)."""
 
     candidate: int
     meta: float
     se: float | None = None
     final: bool = False
     time: float | None = None
+    at: int | None = None
 
 
 @dataclass
@@ -41,6 +43,7 @@ class RunData:
     name: str
     path: Path
     evals: list[int] = field(default_factory=list)
+    batches: list[int] = field(default_factory=list)
     fitness: list[float] = field(default_factory=list)  # inf for a failed candidate
     times: list[float | None] = field(default_factory=list)
     cache_hits: list[bool] = field(default_factory=list)
@@ -104,6 +107,7 @@ def load_run(path: str | Path, name: str | None = None) -> RunData:
         t = float(t) if isinstance(t, (int, float)) else None
         if kind == "child":
             run.evals.append(int(e.get("eval", len(run.evals))))
+            run.batches.append(int(e.get("batch", 0)))
             run.fitness.append(_number(e.get("fitness")))
             run.times.append(t)
             run.cache_hits.append(bool(e.get("cache_hit")))
@@ -115,7 +119,7 @@ def load_run(path: str | Path, name: str | None = None) -> RunData:
             se = e.get("se")
             funnel_events.append(FunnelPoint(int(e.get("candidate", e.get("eval", 0))), _number(e.get("meta")),
                                              float(se) if isinstance(se, (int, float)) else None,
-                                             bool(e.get("final")), t))
+                                             bool(e.get("final")), t, int(e.get("eval", 0))))
     if not run.evals and not run.warm:
         raise ValueError(f"{path} has no evaluations yet (events.jsonl is empty)")
     config = _read_json(path / "config.json") or {}

@@ -17,6 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="search run directories")
     p.add_argument("-o", "--output", metavar="FILE.png",
                    help="where to write the PNG (default RUN/progress.png for one run, runs.png for several)")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="also write each run's scalars per batch for TensorBoard to DIR/<run>/ "
+                        "(pip install tensorboard; then: tensorboard --logdir DIR)")
     p.set_defaults(func=run)
 
 
@@ -25,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from ..extras import need
 
     need("matplotlib", "plot", "discover plot")  # before reading anything
+    if args.tensorboard:
+        need("torch.utils.tensorboard", "tensorboard", "--tensorboard")
     runs = [load_run(path) for path in args.runs]
     out = Path(args.output) if args.output else (Path(args.runs[0]) / "progress.png" if len(runs) == 1
                                                  else Path("runs.png"))
@@ -36,4 +41,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r.name}: {len(r.evals)} evaluations, best search fitness {best:.4f}"
               + (f", {len(r.funnel)} meta-scored" if r.funnel else ""))
     print(f"wrote {out}")
+    if args.tensorboard:
+        from ..analysis.runboard import write_tensorboard
+
+        for r in runs:
+            print(f"wrote {write_tensorboard(r, Path(args.tensorboard))} (tensorboard --logdir {args.tensorboard})")
     return 0

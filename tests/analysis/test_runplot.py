@@ -126,3 +126,25 @@ def test_bad_runs_are_clear_errors(tmp_path, capsys, setup, message):
     assert main(["plot", str(target)]) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_tensorboard_scalars_per_batch(runs, tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, new = runs
+    logdir = tmp_path / "tb"
+    for _ in range(2):  # a second call rewrites the run's folder, it does not add to it
+        assert main(["plot", str(new), "-o", str(tmp_path / "p.png"), "--tensorboard", str(logdir)]) == 0
+    assert len(list((logdir / "new").glob("events.out.tfevents.*"))) == 1
+    acc = EventAccumulator(str(logdir / "new"))
+    acc.Reload()
+    best = [(s.step, round(s.value, 6)) for s in acc.Scalars("search/best_fitness")]
+    # batches of 4 children (evaluations 0-3, 4-7, 8-9); best so far by hand from FITNESS and the warm 1.2
+    assert best == [(4, 1.1), (8, 0.95), (10, 0.9)]
+    failed = [(s.step, round(s.value, 6)) for s in acc.Scalars("search/failed_fraction")]
+    assert failed == [(4, 0.25), (8, 0.5), (10, 0.0)]
+    meta = [(s.step, round(s.value, 6)) for s in acc.Scalars("funnel/best_meta_fitness")]
+    assert meta == [(8, 0.97), (8, 0.97), (10, 0.93)]
+    walls = [s.wall_time for s in acc.Scalars("search/best_fitness")]
+    assert walls[1] - walls[0] == pytest.approx(6.0, abs=1e-3)  # times 6.5 and 12.5 s of the last children
