@@ -10,12 +10,14 @@ import io
 import math
 import os
 import sysconfig
+from collections.abc import Sequence
 
 import torch
 
 from .base import ACTIVATIONS, SyntheticTask, population_cross_entropy
 
-__all__ = ["CharLM", "CharLMLarge", "load_text", "encode", "VOCAB_SIZE"]
+__all__ = ["CharLM", "CharLMLarge", "load_text", "encode", "VOCAB_SIZE", "STDLIB_SOURCES", "TEXT_A",
+           "TEXT_B", "TEXT_C", "TEXT_SOURCES", "text_modules", "module_source", "module_doc", "zen_text"]
 
 # Fixed vocabulary so parameter shapes never depend on the text found:
 # 0 = any other character, 1 = newline, 2.. = printable ASCII 32..126.
@@ -25,46 +27,116 @@ VOCAB_SIZE = 2 + 95
 STDLIB_SOURCES = ("textwrap", "heapq", "fractions", "statistics", "difflib", "calendar",
                   "shlex", "string", "getopt", "graphlib", "bisect", "colorsys")
 
+#: Named text sources: disjoint tuples of stdlib module names (dotted, as for ``import``).
+#: ``TEXT_A`` is :data:`STDLIB_SOURCES` (what ``charlm`` has always read); ``TEXT_B`` and
+#: ``TEXT_C`` are other prose-rich modules (about 570k and 450k characters of source on
+#: CPython 3.11), so tasks can train on one text and be validated on another.
+TEXT_A = STDLIB_SOURCES
+TEXT_B = ("argparse", "dataclasses", "functools", "typing", "contextlib", "enum", "pprint",
+          "inspect")
+TEXT_C = ("email.message", "email.utils", "email.feedparser", "http.client", "http.server",
+          "http.cookiejar", "json", "json.decoder", "json.encoder", "logging", "logging.handlers")
+TEXT_SOURCES: dict[str, tuple[str, ...]] = {"a": TEXT_A, "b": TEXT_B, "c": TEXT_C}
 
-def load_text(max_chars: int = 64_000) -> str:
-    """Up to ``max_chars`` characters of English-and-Python text from the standard library.
 
-    Reads the source files of :data:`STDLIB_SOURCES` from ``sysconfig``'s stdlib
-    directory; if some are missing (e.g. a zipped or .pyc-only stdlib) it falls
-    back to the modules' docstrings (absent under ``python -OO``) and finally to
-    the Zen of Python, repeated. The text depends only on the Python version.
+def text_modules(source: str | Sequence[str]) -> tuple[str, ...]:
+    """The module names of a text ``source``: a key of :data:`TEXT_SOURCES` or module names.
 
     Example::
 
-        text = load_text(10_000)   # starts with textwrap.py's source
+        text_modules("a")[:2]            # ('textwrap', 'heapq')
+        text_modules(["json", "csv"])    # ('json', 'csv')
     """
-    parts: list[str] = []
-    total = 0
+    if isinstance(source, str):
+        if source not in TEXT_SOURCES:
+            raise ValueError(f"unknown text source {source!r}; known: {sorted(TEXT_SOURCES)} "
+                             "or a sequence of stdlib module names")
+        return TEXT_SOURCES[source]
+    return tuple(source)
+
+
+def module_source(mod: str) -> str | None:
+    """The source text of stdlib module ``mod`` (``"json"``, ``"email.utils"``), or ``None``.
+
+    Looks for ``<stdlib>/a/b.py`` and then ``<stdlib>/a/b/__init__.py`` under
+    ``sysconfig``'s stdlib directory; nothing is imported.
+
+    Example::
+
+        "class JSONDecoder" in module_source("json.decoder")   # True
+    """
     stdlib = sysconfig.get_paths().get("stdlib", "")
-    for mod in STDLIB_SOURCES:
-        if total >= max_chars:
-            break
+    base = os.path.join(stdlib, *mod.split("."))
+    for path in (base + ".py", os.path.join(base, "__init__.py")):
         try:
-            with open(os.path.join(stdlib, mod + ".py"), encoding="utf-8") as f:
-                parts.append(f.read())
+            with open(path, encoding="utf-8") as f:
+                return f.read()
         except OSError:
             continue
+    return None
+
+
+def module_doc(mod: str) -> str | None:
+    """The docstring of module ``mod`` (imported), or ``None`` if missing or not importable.
+
+    Example::
+
+        module_doc("textwrap")   # 'Text wrapping and filling.'
+    """
+    try:
+        return inspect.getdoc(importlib.import_module(mod))
+    except ImportError:
+        return None
+
+
+def load_text(max_chars: int = 64_000, source: str | Sequence[str] = "a") -> str:
+    """Up to ``max_chars`` characters of English-and-Python text from the standard library.
+
+    Reads the source files of the modules of ``source`` (a key of
+    :data:`TEXT_SOURCES`, default ``"a"`` = :data:`STDLIB_SOURCES`, or a sequence of
+    module names) from ``sysconfig``'s stdlib directory, in order; if they give
+    fewer than ``max_chars`` characters (e.g. a zipped or .pyc-only stdlib) it
+    appends the modules' docstrings (absent under ``python -OO``) and finally the
+    Zen of Python, repeated. The text depends only on the Python version.
+
+    Example::
+
+        text = load_text(10_000)              # starts with textwrap.py's source
+        other = load_text(10_000, "b")        # starts with argparse.py's source
+    """
+    modules = text_modules(source)
+    parts: list[str] = []
+    total = 0
+    for mod in modules:
+        if total >= max_chars:
+            break
+        src = module_source(mod)
+        if src is None:
+            continue
+        parts.append(src)
         total += len(parts[-1])
     if total < max_chars:
-        for mod in STDLIB_SOURCES:
-            try:
-                doc = inspect.getdoc(importlib.import_module(mod))
-            except ImportError:
-                doc = None
+        for mod in modules:
+            doc = module_doc(mod)
             if doc:
                 parts.append(doc + "\n\n")
                 total += len(parts[-1])
     if total < max_chars // 4:
-        with contextlib.redirect_stdout(io.StringIO()):  # importing `this` prints the Zen
-            import this
-        zen = codecs.decode(this.s, "rot13") + "\n\n"
-        parts.append(zen * math.ceil((max_chars - total) / len(zen)))
+        parts.append(zen_text(max_chars - total))
     return "".join(parts)[:max_chars]
+
+
+def zen_text(min_chars: int) -> str:
+    """The Zen of Python repeated to at least ``min_chars`` characters (the last-resort text).
+
+    Example::
+
+        zen_text(10).startswith("The Zen of Python")   # True
+    """
+    with contextlib.redirect_stdout(io.StringIO()):  # importing `this` prints the Zen
+        import this
+    zen = codecs.decode(this.s, "rot13") + "\n\n"
+    return zen * max(1, math.ceil(min_chars / len(zen)))
 
 
 def encode(text: str) -> torch.Tensor:
@@ -74,6 +146,8 @@ def encode(text: str) -> torch.Tensor:
 
         encode("a\\n")   # tensor([67, 1])
     """
+    if not text:
+        return torch.zeros(0, dtype=torch.long)  # frombuffer rejects an empty buffer
     # UTF-32 gives exactly one code point per character, so length is preserved.
     raw = torch.frombuffer(bytearray(text.encode("utf-32-le")), dtype=torch.int32).long()
     printable = (raw >= 32) & (raw <= 126)
