@@ -43,7 +43,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["Task", "SyntheticTask", "population_cross_entropy", "ACTIVATIONS"]
+__all__ = ["Task", "SyntheticTask", "population_cross_entropy", "population_linear",
+           "population_layer_norm", "ACTIVATIONS"]
 
 
 class Task(ABC):
@@ -74,6 +75,8 @@ class Task(ABC):
 
     #: Short name used in logs and in ``TASKS``.
     name: str = "task"
+    #: One line for task listings: model, data, default steps.
+    summary: str = ""
     #: Default number of training steps for one search evaluation.
     steps: int = 100
     #: Where/how the data live; set by :meth:`setup` (``None`` until then).
@@ -268,3 +271,38 @@ def population_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tor
     logp = torch.log_softmax(logits, dim=-1)
     idx = targets.view(1, -1, 1).expand(logits.shape[0], -1, 1)
     return -logp.gather(-1, idx).squeeze(-1).mean(1)
+
+
+def population_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x[i] @ weight[i] + bias[i]`` for every member ``i`` in one batched matmul.
+
+    ``x`` is ``(N, ..., in)``, ``weight`` ``(N, in, out)``, ``bias`` ``(N, out)`` or
+    ``None``; returns ``(N, ..., out)``.
+
+    Example::
+
+        population_linear(torch.ones(3, 5, 2), torch.ones(3, 2, 4), torch.zeros(3, 4))  # (3, 5, 4) of 2s
+    """
+    n, d_in = x.shape[0], x.shape[-1]
+    flat = x.reshape(n, -1, d_in)
+    out = torch.bmm(flat, weight) if bias is None else torch.baddbmm(bias.unsqueeze(1), flat, weight)
+    return out.view(*x.shape[:-1], weight.shape[-1])
+
+
+def population_layer_norm(x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor,
+                          eps: float = 1e-5) -> torch.Tensor:
+    """LayerNorm over the last dim with a gain and bias of each member's own.
+
+    ``x`` is ``(N, ..., d)``, ``gain`` and ``bias`` ``(N, d)``; member ``i`` gets
+    ``torch.nn.functional.layer_norm(x[i], (d,), gain[i], bias[i], eps)``. The
+    normalisation itself has no parameters, so it runs as one fused ``layer_norm``
+    over the whole population and only the affine part is per member.
+
+    Example::
+
+        y = population_layer_norm(torch.randn(2, 4, 8), torch.ones(2, 8), torch.zeros(2, 8))
+        y.mean(-1).abs().max() < 1e-6    # tensor(True)
+    """
+    shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
+    x_hat = torch.nn.functional.layer_norm(x, x.shape[-1:], eps=eps)
+    return torch.addcmul(bias.view(shape), x_hat, gain.view(shape))

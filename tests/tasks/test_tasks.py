@@ -48,6 +48,26 @@ def test_registry():
         assert get_task(name) is not task  # a fresh instance every time
 
 
+def test_summaries():
+    # One line each for a task listing; a subclass says what it is, not what its parent is.
+    for name, cls in TASKS.items():
+        assert "summary" in vars(cls), f"{name} inherits its summary"
+        assert cls.summary and "\n" not in cls.summary
+
+
+def test_population_helpers_match_per_member_ops():
+    from discover.tasks.base import population_layer_norm, population_linear
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, 5, 6, generator=g, dtype=torch.float64)
+    w, b = torch.randn(3, 6, 7, generator=g, dtype=torch.float64), torch.randn(3, 7, generator=g, dtype=torch.float64)
+    gain, bias = torch.randn(3, 6, generator=g, dtype=torch.float64), torch.randn(3, 6, generator=g, dtype=torch.float64)
+    y, y0, ln = population_linear(x, w, b), population_linear(x, w), population_layer_norm(x, gain, bias)
+    for i in range(3):
+        torch.testing.assert_close(y[i], x[i] @ w[i] + b[i])
+        torch.testing.assert_close(y0[i], x[i] @ w[i])
+        torch.testing.assert_close(ln[i], torch.nn.functional.layer_norm(x[i], (6,), gain[i], bias[i]))
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_shapes_finite_and_deterministic(name):
     task = get_task(name)
