@@ -15,8 +15,14 @@ One mutation is one of (weights in `MUTATION_WEIGHTS`):
 
 `Mutator.child` applies mutations to the parent, one after another, until the
 result type-checks, fits the length limit, has an update that depends on
-``g`` (and on ``lr``, so the lr grid can tune it), and behaves differently from the parent (its fingerprint differs);
-invalid steps are dropped, neutral ones accumulate (as in the Lion paper).
+``g``, keeps ``lr`` a pure scale of the update (positively homogeneous of degree
+1, checked by probing: `discover.analysis.lr_scale`; mutations never pick ``lr``
+as an argument, so it only ever enters as the warm start's own factor), and
+behaves differently from the parent (its fingerprint differs); invalid steps
+are dropped, neutral ones accumulate (as in the Lion paper).
+
+Fingerprints here are taken with ``lr = 1``: the algorithm, not its step size,
+which search tunes per task and carries along each lineage.
 
 Example:
     >>> import random
@@ -34,12 +40,15 @@ import random
 from dataclasses import dataclass
 
 from ..analysis.fingerprint import fingerprint
+from ..analysis.lr_scale import lr_scale_violation
 from ..lang.check import check
 from ..lang.errors import ProgramError
 from ..lang.ir import Const, HParam, Operand, Program, Ref, Stmt, is_temp
 from ..lang.ops import OPS
 from ..library import renumber_temps
-from .program import prune, update_inputs
+from .program import prune, update_inputs, with_lr
+
+LR = "lr"
 
 MUTATION_WEIGHTS = {"insert": 2.0, "delete": 1.0, "arg": 2.0, "op": 1.5, "perturb": 1.0, "resample": 0.5}
 CONSTANTS = (0.5, 1.0, 2.0, 0.9, 0.99, 0.999, 0.1, 0.01, 1e-3, 1e-8, 10.0)
@@ -81,14 +90,19 @@ class Mutator:
         used = update_inputs(program)
         if "g" not in used:
             return "update does not depend on g"
-        if "lr" in program.hparam_names and "lr" not in used:
-            return "update does not depend on lr (the lr grid could not tune it)"
+        if LR in program.hparam_names:
+            if LR not in used:
+                return "update does not depend on lr (the lr grid could not tune it)"
+            why = lr_scale_violation(prune(program))
+            if why is not None:
+                return f"lr is not a pure scale of the update: {why}"
         return None
 
     @staticmethod
     def fingerprint(program: Program) -> str:
-        """The behavioural fingerprint of the program's live part (the cache key)."""
-        return fingerprint(prune(program))
+        """The behavioural fingerprint of the program's live part at ``lr = 1`` (the cache key)."""
+        p = prune(program)
+        return fingerprint(with_lr(p, 1.0) if LR in p.hparam_names else p)
 
     # ------------------------------------------------------------------ child
     def child(self, parent: Program, rng: random.Random, parent_fp: str | None = None) -> tuple[Program, str, list[str]]:
@@ -116,7 +130,8 @@ class Mutator:
         return None if out is None else renumber_temps(out)
 
     def _names_before(self, program: Program, pos: int) -> list[str]:
-        names = list(program.inputs) + list(program.state_names) + list(program.hparam_names)
+        """Names a new argument may refer to at statement `pos` (never ``lr``: it stays a pure scale)."""
+        names = list(program.inputs) + list(program.state_names) + [h for h in program.hparam_names if h != LR]
         for stmt in program.body[:pos]:
             if stmt.target not in names:
                 names.append(stmt.target)

@@ -185,6 +185,18 @@ def _flag(x, where: str) -> bool:
     return x
 
 
+def with_lr(program: Program, lr: float) -> Program:
+    """`program` with its ``lr`` default set to `lr` (12 significant digits).
+
+    Example:
+        >>> from discover import load
+        >>> with_lr(load("sgd"), 0.05).defaults["lr"]
+        0.05
+    """
+    hp = tuple(HParam(h.name, float(f"{lr:.12g}")) if h.name == "lr" else h for h in program.hparams)
+    return program.with_(hparams=hp)
+
+
 def with_lr_scale(program: Program, factor: float) -> Program:
     """`program` with its ``lr`` default multiplied by `factor` (the grid choice folded in)."""
     if factor == 1.0:

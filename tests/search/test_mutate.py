@@ -2,12 +2,38 @@
 import random
 
 import pytest
+import torch
 
-from discover import check, load, parse
+from discover import check, load, parse, unparse
+from discover.compile.reference import evaluate
+from discover.lang.ir import Ref
 from discover.analysis import fingerprint
 from discover.search.mutate import MUTATION_WEIGHTS, Mutator
 from discover.search.program import (depends_on_g, prepare_init, program_from_json, program_to_json, prune,
                                      update_inputs, with_lr_scale)
+
+
+def updates_at(program, lr, steps=4, seed=0):
+    """Updates of `program` at learning rate `lr` on fixed random gradients, the parameter held
+    still, through the reference interpreter (written here independently of the probe module)."""
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(6, generator=gen, dtype=torch.float64)
+    grads = [torch.randn(6, generator=gen, dtype=torch.float64) * 10 ** (k - 2) for k in range(steps)]
+    hp = {**program.defaults, "lr": lr}
+    state = {s.name: (w.clone() if s.init == Ref("w") else torch.full_like(w, hp.get(getattr(s.init, "name", ""),
+             getattr(s.init, "value", 0.0)))) for s in program.states}
+    out = []
+    for t, g in enumerate(grads):
+        update, *new = evaluate(program, {**hp, **state, "w": w, "g": g, "u": torch.zeros_like(w), "step": t + 1})
+        out.append(torch.as_tensor(update, dtype=torch.float64).expand_as(w).clone())
+        state = {s.name: torch.as_tensor(v, dtype=torch.float64).expand_as(w).clone() for s, v in zip(program.states, new)}
+    return torch.stack(out)
+
+
+def scales_with_lr(program) -> bool:
+    lr = program.defaults["lr"]
+    a, b = updates_at(program, lr), updates_at(program, 3 * lr)
+    return bool(torch.allclose(b, 3 * a, rtol=1e-6, atol=1e-300, equal_nan=True))
 
 
 @pytest.mark.parametrize("name", ["sgd", "adamw", "lion"])
@@ -15,14 +41,29 @@ def test_children_are_valid_and_differ_from_parent(name):
     parent = prepare_init(load(name))
     m = Mutator(max_len=24)
     rng = random.Random(7)
-    parent_fp = fingerprint(prune(parent))
+    parent_fp = Mutator.fingerprint(parent)
+    lr_uses = sum(a == Ref("lr") for s in parent.body for a in s.args)
     for _ in range(40):
         child, fp, how = m.child(parent, rng)
         check(child)
         assert len(child.body) <= 24
         assert depends_on_g(child) and "lr" in update_inputs(child)
-        assert fp == fingerprint(prune(child)) != parent_fp
+        assert fp == Mutator.fingerprint(child) != parent_fp
         assert how and set(how) <= set(MUTATION_WEIGHTS)
+        # lr stays a pure scale: never a new argument, and the update scales with it
+        assert sum(a == Ref("lr") for s in child.body for a in s.args) <= lr_uses
+        assert scales_with_lr(prune(child)), unparse(child)
+
+
+def test_children_breaking_lr_homogeneity_are_rejected():
+    m = Mutator()
+    ema_rate = parse("def f(w, g, m=0, *, lr=0.1):\n    m = interp(g, m, lr)\n    return lr * m, m\n")
+    clipped = parse("def f(w, g, *, lr=0.1):\n    return clip(g, lr)\n")
+    offset = parse("def f(w, g, *, lr=0.1):\n    return lr * g + 0.01 * w\n")
+    for bad in (ema_rate, clipped, offset):
+        assert not scales_with_lr(bad)
+        assert "lr is not a pure scale" in m.invalid(bad)
+    assert m.invalid(prepare_init(load("adamw"))) is None and scales_with_lr(load("adamw"))
 
 
 def test_each_mutation_kind_changes_the_program():
@@ -54,7 +95,10 @@ def test_prune_drops_dead_statements_and_state_and_keeps_behaviour():
     # the cache key: a program with dead code has the same fingerprint as without it
     assert fingerprint(prune(dead)) == fingerprint(prune(live)) == fingerprint(live)
     assert Mutator.fingerprint(dead) == Mutator.fingerprint(live)
-    assert Mutator.fingerprint(dead) != Mutator.fingerprint(with_lr_scale(live, 2.0))
+    # search tunes lr per task: the cache key is the algorithm, the same at any lr
+    assert Mutator.fingerprint(dead) == Mutator.fingerprint(with_lr_scale(live, 2.0))
+    other = parse("def f(w, g, m=0, *, lr=0.1):\n    m = interp(g, m, 0.8)\n    return lr * m, m\n")
+    assert Mutator.fingerprint(other) != Mutator.fingerprint(live)
 
 
 def test_prepare_init_adds_state_slots_lr_and_inputs():
