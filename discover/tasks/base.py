@@ -43,6 +43,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from .schedule import lr_factor
+
 __all__ = ["Task", "SyntheticTask", "population_cross_entropy", "population_linear",
            "population_layer_norm", "ACTIVATIONS"]
 
@@ -79,6 +81,11 @@ class Task(ABC):
     summary: str = ""
     #: Default number of training steps for one search evaluation.
     steps: int = 100
+    #: Learning-rate schedule of a run (see `discover.tasks.schedule`): the program sees
+    #: ``lr * lr_factor(step)``. Override both for a task of your own.
+    schedule: str = "warmup_cosine"
+    #: Fraction of the steps spent warming up (for ``warmup_cosine``).
+    warmup: float = 0.1
     #: Where/how the data live; set by :meth:`setup` (``None`` until then).
     device: torch.device | None = None
     dtype: torch.dtype = torch.float32
@@ -148,6 +155,15 @@ class Task(ABC):
                                  f"for parameter {k}, param_shapes() says {shape}")
             params.append(stacked.to(self.device, self.dtype).requires_grad_(True))
         return params
+
+    def lr_factor(self, step: int, steps: int | None = None) -> float:
+        """The multiplier of ``lr`` at 1-based `step` of a run of `steps` (default ``self.steps``).
+
+        Example::
+
+            get_task("mlp").lr_factor(1)       # warming up: 1 / warmup steps
+        """
+        return lr_factor(self.schedule, step, self.steps if steps is None else steps, self.warmup)
 
     # -- losses -------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -15,6 +15,9 @@ __all__ = ["TrainResult", "train_population"]
 
 #: ``update(params, grads, step)``: update every stacked parameter in place (runs under no_grad).
 UpdateFn = Callable[[list[torch.Tensor], list[torch.Tensor], int], None]
+#: ``on_rung(step, curve)``: at a rung, given the training losses so far ``(step, n_alive)`` of the
+#: members still training, return a bool mask ``(n_alive,)`` of those to keep (None keeps all).
+RungFn = Callable[[int, torch.Tensor], "torch.Tensor | None"]
 
 
 @dataclass
@@ -23,7 +26,9 @@ class TrainResult:
 
     ``val_loss`` is ``(N,)`` on the CPU with ``inf`` for failed members;
     ``reasons[i]`` says why member ``i`` failed (``None`` if it did not);
-    ``train_curve`` is ``(steps_done, N)`` (CPU) of per-step training losses.
+    ``train_curve`` is ``(steps_done, N)`` (CPU) of per-step training losses (NaN
+    after a member was stopped at a rung); ``stopped[i]`` is the step at which
+    member ``i`` was stopped early (None if it ran to the end).
     """
 
     val_loss: torch.Tensor
@@ -32,12 +37,14 @@ class TrainResult:
     train_curve: torch.Tensor
     steps_done: int
     seconds: float
+    stopped: list[int | None] = field(default_factory=list)
 
 
 def train_population(task: Task, seeds: Sequence[int], update: UpdateFn, steps: int | None = None,
                      *, time_limit: float | None = None, diverge_factor: float = 1e3,
                      device: torch.device | str | None = None,
-                     dtype: torch.dtype | None = None) -> TrainResult:
+                     dtype: torch.dtype | None = None, rungs: Sequence[int] = (),
+                     on_rung: RungFn | None = None) -> TrainResult:
     """Train ``len(seeds)`` members of ``task`` for ``steps`` steps (default ``task.steps``).
 
     Each step computes the per-member training loss, back-propagates its sum
@@ -55,6 +62,13 @@ def train_population(task: Task, seeds: Sequence[int], update: UpdateFn, steps: 
 
     ``device``/``dtype`` (optional) call ``task.setup(device, dtype)`` first; by
     default a task that is not set up is set up on the CPU in float32.
+
+    Multi-fidelity: after the update of each step in ``rungs``, ``on_rung(step,
+    curve)`` sees the training losses so far of the members still training and
+    returns which to keep; the others stop there (``stopped``), and the
+    population shrinks, so they cost nothing from then on. ``on_rung`` must
+    shrink whatever per-member state ``update`` keeps by the same mask. Stopped
+    members get an infinite validation loss.
 
     Example::
 
@@ -75,12 +89,16 @@ def train_population(task: Task, seeds: Sequence[int], update: UpdateFn, steps: 
     params = task.init_params(seeds)
     n = params[0].shape[0]
     dev = params[0].device
+    rung_set = {int(r) for r in rungs if 0 < int(r) < steps} if on_rung is not None else set()
     # Health is tracked on the device without syncing every step (cheap on GPU); the
     # host only looks at it every few steps to stop early when everyone has failed.
-    curve = torch.empty(steps, n, device=dev, dtype=torch.float32)
+    # Per-member tensors hold the members still training; `alive` maps them to 0..n-1.
+    alive = torch.arange(n, device=dev)
+    curve = torch.full((steps, n), math.nan, device=dev, dtype=torch.float32)
     failed = torch.zeros(n, dtype=torch.bool, device=dev)
     fail_step = torch.zeros(n, dtype=torch.long, device=dev)
     nonfinite = torch.zeros(n, dtype=torch.bool, device=dev)
+    stopped: list[int | None] = [None] * n
     init_loss: torch.Tensor | None = None
     check_every = 1 if dev.type == "cpu" else 16
     timed_out = False
@@ -90,12 +108,13 @@ def train_population(task: Task, seeds: Sequence[int], update: UpdateFn, steps: 
             timed_out = True
             break
         loss = task.train_loss(params, step)
-        if loss.shape != (n,):
-            raise ValueError(f"{task.name}: train_loss returned shape {tuple(loss.shape)}, expected ({n},)")
+        m = len(alive)
+        if loss.shape != (m,):
+            raise ValueError(f"{task.name}: train_loss returned shape {tuple(loss.shape)}, expected ({m},)")
         loss.sum().backward()
         with torch.no_grad():
             lv = loss.detach().float()
-            curve[step - 1] = lv
+            curve[step - 1, alive] = lv
             if init_loss is None:
                 init_loss = lv.clone()
             finite = torch.isfinite(lv)
@@ -103,22 +122,31 @@ def train_population(task: Task, seeds: Sequence[int], update: UpdateFn, steps: 
             # with signed losses gets the non-finite check alone).
             ref_ok = torch.isfinite(init_loss) & (init_loss > 0)
             bad = ~finite | (ref_ok & (lv > diverge_factor * init_loss))
-            new = bad & ~failed
-            fail_step = torch.where(new, step, fail_step)
-            nonfinite |= new & ~finite
-            failed |= bad
+            new = bad & ~failed[alive]
+            fail_step[alive] = torch.where(new, step, fail_step[alive])
+            nonfinite[alive] |= new & ~finite
+            failed[alive] |= bad
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
             update(params, grads, step)
         for p in params:
             p.grad = None
         steps_done = step
-        if step % check_every == 0 and bool(failed.all()):
+        if step in rung_set:
+            keep = on_rung(step, curve[:step, alive])
+            if keep is not None and not bool(keep.all()):
+                keep = keep.to(dev)
+                for i in alive[~keep].tolist():
+                    stopped[i] = step
+                alive, init_loss = alive[keep], init_loss[keep]
+                params = [p.detach()[keep].requires_grad_(True) for p in params]
+                if not len(alive):
+                    break
+        if step % check_every == 0 and bool(failed[alive].all()):
             break
-    if timed_out or bool(failed.all()):
-        val = torch.full((n,), math.inf)  # no score for an unfinished run; skip dead ones
-    else:
+    val = torch.full((n,), math.inf)  # no score for an unfinished run; skip dead ones
+    if len(alive) and not timed_out and not bool(failed[alive].all()):
         with torch.no_grad():
-            val = task.val_loss(params).detach().float().cpu()
+            val[alive.cpu()] = task.val_loss(params).detach().float().cpu()
     failed_l = failed.cpu().tolist()
     fail_step_l = fail_step.cpu().tolist()
     nonfinite_l = nonfinite.cpu().tolist()
@@ -127,6 +155,9 @@ def train_population(task: Task, seeds: Sequence[int], update: UpdateFn, steps: 
         if failed_l[i]:
             what = "non-finite train loss" if nonfinite_l[i] else f"train loss above {diverge_factor:g}x initial"
             reasons.append(f"{what} at step {fail_step_l[i]}")
+        elif stopped[i] is not None:
+            failed_l[i] = True
+            reasons.append(f"stopped early at step {stopped[i]}")
         elif timed_out:
             failed_l[i] = True
             reasons.append("time limit")
@@ -138,4 +169,4 @@ def train_population(task: Task, seeds: Sequence[int], update: UpdateFn, steps: 
     val = torch.where(torch.tensor(failed_l), torch.full_like(val, math.inf), val)
     return TrainResult(val_loss=val, failed=failed_l, reasons=reasons,
                        train_curve=curve[:steps_done].cpu(), steps_done=steps_done,
-                       seconds=time.perf_counter() - start)
+                       seconds=time.perf_counter() - start, stopped=stopped)
