@@ -41,29 +41,50 @@ def task_instance(spec: str, device: str = "cpu") -> Task:
 
 
 def run_item(item: WorkItem) -> ItemResult:
-    """Train every trial of `item` on its task and return the final validation losses."""
+    """Train every trial of `item` on its task and return the final validation losses.
+
+    The trials' learning rates follow the task's schedule (`Task.lr_factor`): the
+    programs see ``lr * factor(step)``. With ``item.stop``, trials far behind are
+    stopped at the rungs (see `StopRule`) and the population shrinks.
+    """
     start = time.perf_counter()
     task = task_instance(item.task, item.device)
     dtype = task.dtype
     device = torch.device(item.device)
+    total_steps = task.steps if item.steps is None else int(item.steps)
     n_seeds = len(item.seeds)
-    seeds, slices = [], []
-    for lrs in item.lrs:
-        a = len(seeds)
-        for _ in lrs:
-            seeds.extend(item.seeds)
-        slices.append((a, len(seeds)))
-    steps_fns = [population_step(p) for p in item.programs]
-    hparams = []
-    for p, lrs in zip(item.programs, item.lrs):
-        hp: dict = dict(p.defaults)
-        hp[LR] = torch.tensor([lr for lr in lrs for _ in range(n_seeds)], dtype=dtype, device=device)
-        hparams.append(hp)
     n_cand = len(item.programs)
+    seeds: list[int] = []
+    owner: list[tuple[int, int]] = []  # member -> (candidate, lr index)
+    for c, lrs in enumerate(item.lrs):
+        for j in range(len(lrs)):
+            seeds.extend(item.seeds)
+            owner.extend([(c, j)] * n_seeds)
+    steps_fns = [population_step(p) for p in item.programs]
+    base_lr = [torch.tensor([lr for lr in lrs for _ in range(n_seeds)], dtype=dtype, device=device)
+               for lrs in item.lrs]
+    hparams = [dict(p.defaults) for p in item.programs]
+    members = [[m for m, (c2, _) in enumerate(owner) if c2 == c] for c in range(n_cand)]  # alive, by candidate
+    alive = list(range(len(owner)))
+    slices: list[tuple[int, int]] = []
+
+    def layout() -> None:
+        slices.clear()
+        a = 0
+        for c in range(n_cand):
+            slices.append((a, a + len(members[c])))
+            a += len(members[c])
+
+    layout()
     states: list = [None] * n_cand
     failure: list[str | None] = [None] * n_cand
     spent = [0.0] * n_cand
     limit = item.candidate_time_limit
+    stop = item.stop
+    rungs = sorted(r for r in (stop.rungs if stop else ()) if 0 < r < total_steps)
+    progress = [[[math.nan] * len(rungs) for _ in lrs] for lrs in item.lrs]
+    stop_loss: dict[int, float] = {}  # member -> its progress when it was stopped
+    member_steps = [0]
 
     def fail(c: int, params: list[torch.Tensor], reason: str) -> None:
         failure[c] = reason
@@ -72,15 +93,18 @@ def run_item(item: WorkItem) -> ItemResult:
             p[a:b] = math.nan
 
     def update(params: list[torch.Tensor], grads: list[torch.Tensor], step: int) -> None:
+        factor = task.lr_factor(step, total_steps)
+        member_steps[0] += len(alive)
         for c in range(n_cand):
-            if failure[c] is not None:
-                continue
             a, b = slices[c]
+            if failure[c] is not None or a == b:
+                continue
             if step % CHECK_EVERY == 0 and not bool(torch.isfinite(params[0][a:b]).any()):
                 failure[c] = "non-finite parameters"
                 continue
             ps = [p[a:b] for p in params]
             gs = [g[a:b] for g in grads]
+            hparams[c][LR] = base_lr[c] * factor
             t0 = time.perf_counter()
             try:
                 if states[c] is None:
@@ -93,13 +117,64 @@ def run_item(item: WorkItem) -> ItemResult:
             if limit is not None and spent[c] > limit:
                 fail(c, params, f"time limit ({limit:g} s) at step {step}")
 
-    result = train_population(task, seeds, update, steps=item.steps, time_limit=item.time_limit)
+    def on_rung(step: int, curve: torch.Tensor) -> torch.Tensor:
+        k = rungs.index(step)
+        window = curve[-stop.window:].double()
+        per_member = window.mean(0).tolist()  # NaN/inf stay: such a trial is not finite progress
+        keep_member = [True] * len(alive)
+        for c in range(n_cand):
+            a, b = slices[c]
+            if a == b:
+                continue  # every trial of this candidate stopped at an earlier rung
+            by_lr: dict[int, list[float]] = {}
+            for i in range(a, b):
+                by_lr.setdefault(owner[alive[i]][1], []).append(per_member[i])
+            lrs = sorted(by_lr)
+            prog = [sum(v) / len(v) if all(math.isfinite(x) for x in v) else math.inf
+                    for v in (by_lr[j] for j in lrs)]
+            for j, v in zip(lrs, prog):
+                progress[c][j][k] = v
+            keep_lr = dict(zip(lrs, stop.keep(prog, k) if failure[c] is None else [True] * len(lrs)))
+            for i in range(a, b):
+                j = owner[alive[i]][1]
+                if not keep_lr[j]:
+                    keep_member[i] = False
+                    stop_loss[alive[i]] = progress[c][j][k]
+        # shrink every candidate's per-member state the way train_population shrinks the params
+        for c in range(n_cand):
+            a, b = slices[c]
+            local = torch.tensor(keep_member[a:b], dtype=torch.bool)
+            if bool(local.all()):
+                continue
+            members[c] = [m for m, kept in zip(members[c], keep_member[a:b]) if kept]
+            idx = local.to(device)
+            base_lr[c] = base_lr[c][idx]
+            if states[c] is not None:
+                states[c] = {name: [buf[idx] for buf in bufs] for name, bufs in states[c].items()}
+        alive[:] = [m for m, kept in zip(alive, keep_member) if kept]
+        layout()
+        return torch.tensor(keep_member, dtype=torch.bool)
+
+    result = train_population(task, seeds, update, steps=total_steps, time_limit=item.time_limit,
+                              rungs=rungs, on_rung=on_rung if rungs else None)
     val = result.val_loss.tolist()
     out, reasons = [], []
-    for c, (a, b) in enumerate(slices):
-        losses = [math.inf if failure[c] is not None else float(v) for v in val[a:b]]
-        why = [failure[c] if failure[c] is not None else r for r in result.reasons[a:b]]
+    for c in range(n_cand):
+        ms = [m for m, (c2, _) in enumerate(owner) if c2 == c]
+        finished = failure[c] is None and any(m not in stop_loss and math.isfinite(val[m]) for m in ms)
+        losses, why = [], []
+        for m in ms:
+            if failure[c] is not None:
+                losses.append(math.inf)
+                why.append(failure[c])
+            elif m in stop_loss:
+                # A stopped lr only stands for the candidate when none of its lrs finished.
+                losses.append(math.inf if finished else stop_loss[m])
+                why.append(result.reasons[m])
+            else:
+                losses.append(float(val[m]))
+                why.append(result.reasons[m])
         out.append(losses)
         reasons.append(why)
     return ItemResult(val_loss=out, reasons=reasons, seconds=time.perf_counter() - start,
-                      steps_done=result.steps_done)
+                      steps_done=result.steps_done, progress=progress, member_steps=member_steps[0])

@@ -75,10 +75,13 @@ def test_batched_training_matches_program_optimizer_one_at_a_time(task_name):
             for seed in seeds:
                 params = task.init_params([seed])
                 opt = ProgramOptimizer(params, program, lr=lr)
+                # the task's warmup + cosine schedule, driven by torch's own scheduler
+                sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: task.lr_factor(epoch + 1, steps))
                 for step in range(1, steps + 1):
                     task.train_loss(params, step).sum().backward()
                     opt.step()
                     opt.zero_grad()
+                    sched.step()
                 with torch.no_grad():
                     expected = float(task.val_loss(params)[0])
                 assert res.val_loss[c][j] == pytest.approx(expected, rel=2e-5), (program.name, lr, seed)
@@ -144,9 +147,17 @@ def test_fitness_arithmetic_by_hand():
     # two tasks, two lrs: lr0 -> sqrt(1 * 4) = 2, lr1 -> sqrt(0.5 * 2) = 1
     fit, j = fitness_at([[2.0, 1.0], [4.0, 2.0]], [2.0, 1.0])
     assert j == 1 and fit == pytest.approx(1.0)
-    sc = score_from_losses(["a", "b"], [[2.0, 2.0, 1.0, 1.0], [4.0, 4.0, 2.0, math.inf]], [0.5, 2.0], 2,
-                           {"a": 2.0, "b": 1.0})
-    assert sc.fitness == pytest.approx(2.0) and sc.factor == 0.5  # lr1 failed a seed on task b
+    losses = [[2.0, 2.0, 1.0, 1.0], [4.0, 4.0, 2.0, math.inf]]  # two tasks, lrs 0.5x and 2x, two seeds
+    # one lr for both tasks: lr1 failed a seed on task b, so lr0: sqrt(2/2 * 4/1) = 2
+    sc = score_from_losses(["a", "b"], losses, [0.5, 2.0], 2, {"a": 2.0, "b": 1.0}, protocol="shared")
+    assert sc.fitness == pytest.approx(2.0) and sc.factor == 0.5
+    # each task at its own best lr: a at 2x (1/2), b at 0.5x (4/1): sqrt(0.5 * 4) = sqrt(2)
+    sc = score_from_losses(["a", "b"], losses, [0.5, 2.0], 2, {"a": 2.0, "b": 1.0}, centers={"a": 0.1, "b": 0.01})
+    assert sc.fitness == pytest.approx(math.sqrt(2.0))
+    assert sc.factors == {"a": 2.0, "b": 0.5} and sc.lrs == {"a": 0.2, "b": 0.005}
+    assert sc.ratios == {"a": 0.5, "b": 4.0} and sc.losses == {"a": 1.0, "b": 4.0}
+    with pytest.raises(ValueError, match="lr protocol"):
+        score_from_losses(["a"], [[1.0]], [1.0], 1, {"a": 1.0}, protocol="tuned")
 
 
 def test_work_chunks_merge_in_input_order():

@@ -124,7 +124,8 @@ def _hof(result):
 
 def _events(run_dir):
     rows = [json.loads(line) for line in open(run_dir / "events.jsonl")]
-    return [(r["eval"], r["program"], r["fitness"], r["losses"], r["cache_hit"]) for r in rows]
+    return [(r["eval"], r["program"], r["fitness"], r["losses"], r["cache_hit"]) if "program" in r
+            else (r["kind"], r["eval"], r.get("meta"), r.get("se")) for r in rows]
 
 
 class _Shared(RayBackend):
@@ -141,7 +142,7 @@ class _Shared(RayBackend):
 
 
 def test_search_with_ray_gives_the_same_hall_of_fame_as_local(backend, tmp_path, monkeypatch, one_thread):
-    import discover.evaluate as evaluate
+    import discover.evaluate.evaluator as evaluate  # where the search's Evaluator looks its backend up
 
     made = []
     original = evaluate.get_backend
