@@ -98,6 +98,10 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     return cfg
 
 
+def _pm(value: float, se: float | None) -> str:
+    return f"{value:.4f}" if se is None else f"{value:.4f} ± {se:.4f}"
+
+
 def run(args: argparse.Namespace) -> int:
     from ..lang.printer import unparse
     from ..search import prune, run as run_search
@@ -113,14 +117,30 @@ def run(args: argparse.Namespace) -> int:
           f"{s.get('evaluations_per_second', 0):.2f} evaluations/s, {s.get('restarts', 0)} restarts")
     for w in s.get("warm_start", []):
         meta = w.get("meta")
-        print(f"warm start: search fitness {w['fitness']:.4f}" + (f", meta {meta:.4f}" if meta is not None else ""))
+        print(f"warm start: search fitness {w['fitness']:.4f}"
+              + (f", meta {_pm(meta, w.get('meta_se'))}" if meta is not None else ""))
     for name, ref in s.get("references", {}).items():
-        print(f"reference {name}: meta {ref['meta_one_lr']:.4f} (one lr), {ref['meta_lr_per_task']:.4f} (lr per task)")
-    print(f"\nhall of fame (fitness = loss / tuned {cfg.baseline or 'adamw'}, lower is better; ranked by meta-validation):")
+        print(f"reference {name}: meta {_pm(ref['meta'], ref.get('se'))} (lr tuned per task)")
+    noise = (s.get("noise") or {}).get("search_fitness")
+    if noise is not None:
+        print(f"noise: a single search fitness varies by about ±{noise:.2%} from seed to seed")
+    print(f"\nhall of fame (meta = loss / tuned {cfg.baseline or 'adamw'} on the meta tasks, each task at "
+          f"its own tuned lr, mean ± standard error over seeds; lower is better):")
     for rank, ind in enumerate(result.hall_of_fame, 1):
-        print(f"\n#{rank}  meta {ind.value:.4f}  search {ind.search_fitness:.4f}  "
+        vs = next((h.get("versus_warm_start") for h in s.get("hall_of_fame", []) if h["fingerprint"] == ind.fp), None)
+        vs_text = f"  vs warm start {_pm(vs[0], vs[1])}" if vs else ""
+        print(f"\n#{rank}  meta {_pm(ind.value, ind.meta_se)}  search {ind.search_fitness:.4f}{vs_text}  "
               f"({'warm start' if ind.born < 0 else f'evaluation {ind.born}'})")
         # as saved in hall_of_fame/: its own name, without statements the update does not use
         print(unparse(prune(ind.program).with_(name=ind.name), header=False), end="")
+    verdict = s.get("verdict") or {}
+    if verdict.get("warm_start") is not None:
+        wins = verdict.get("beats_warm_start", [])
+        if wins:
+            print(f"\n{len(wins)} program(s) beat the warm start by more than 2 standard errors; "
+                  f"best.opt is the best of them.")
+        else:
+            print("\nnothing beat the warm start by more than the noise (2 standard errors, paired by seed); "
+                  "best.opt is the warm start.")
     print(f"\nfiles: {result.run_dir}/best.opt, {result.run_dir}/hall_of_fame/, {result.run_dir}/summary.json")
     return 0

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..evaluate.fitness import SEARCH_FACTORS
+from ..evaluate.fitness import PROTOCOLS, SEARCH_FACTORS
 from ..lang.names import name_problem
 from ..tasks import DEFAULT_TASKS, META_TASKS
 
@@ -63,6 +63,9 @@ class SearchConfig:
     batch: int = 8
     seeds: int = 1
     factors: list[float] = field(default_factory=lambda: list(SEARCH_FACTORS))
+    lr_protocol: str = "per_task"
+    early_stop: bool = True
+    funnel_seeds: int = 3
     steps: int | None = None
     meta_steps: int | None = None
     funnel_every: int = 96
@@ -117,6 +120,10 @@ class SearchConfig:
              f"{SearchConfig.candidate_time_limit:g}), got {self.candidate_time_limit}")
         need(bool(self.factors) and all(f > 0 and math.isfinite(f) for f in self.factors),
              f"lr factors must be positive numbers, got {self.factors}")
+        need(self.lr_protocol in PROTOCOLS,
+             f"lr protocol must be one of {', '.join(PROTOCOLS)}, got {self.lr_protocol!r}")
+        need(isinstance(self.funnel_seeds, int) and self.funnel_seeds >= 1,
+             f"funnel seeds must be at least 1 (3 or more to measure the noise), got {self.funnel_seeds}")
         need(self.funnel_every >= 1 and self.funnel_top >= 0 and self.hof_size >= 1,
              "funnel_every and hof_size must be at least 1, funnel_top at least 0")
         need(self.max_len >= 1 and self.plateau >= 1, "max_len and plateau must be at least 1")

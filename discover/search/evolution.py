@@ -34,7 +34,7 @@ import math
 import random
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -42,17 +42,21 @@ from typing import Any, Iterator
 import numpy as np
 from deap import base, tools
 
-from ..evaluate import Evaluator, Score, WIDE_FACTORS
+from ..evaluate import Evaluator, Fidelity, Score, WIDE_FACTORS
+from ..evaluate.fitness import geomean
+from ..evaluate.tuned import TUNE_FACTORS, Tuned, paired_ratio, tune, tuned_from_json
 from ..lang.ir import Program
 from ..lang.printer import unparse
 from ..library import load
 from .config import SearchConfig
 from .individual import Individual
 from .mutate import Mutator, NoChild
-from .program import prepare_init, program_from_json, program_to_json, prune, with_lr_scale
+from .program import prepare_init, program_from_json, program_to_json, prune, with_lr
 from .rundir import RunDir
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+NOISE_SEEDS = 5
+"""Seeds the tuned baseline is trained on to measure each task's seed-to-seed spread."""
 
 
 @contextlib.contextmanager
@@ -99,16 +103,11 @@ class Search:
             options = dict(address=config.address, gpus_per_worker=config.gpus_per_worker,
                            cpus_per_worker=config.cpus_per_worker, temp_dir=str(run_dir.path / "ray"))
         self.evaluator = Evaluator(config.tasks, seeds=range(config.seed, config.seed + config.seeds),
-                                   factors=config.factors, baseline=config.baseline, steps=config.steps,
-                                   device=config.device, backend=config.backend, workers=config.workers,
-                                   backend_options=options, candidate_time_limit=config.candidate_time_limit)
-        self.meta_evaluator: Evaluator | None = None
-        if config.meta_tasks:
-            self.meta_evaluator = Evaluator(config.meta_tasks, seeds=range(config.seed, config.seed + config.seeds),
-                                            factors=config.factors, baseline=config.baseline,
-                                            steps=config.meta_steps, device=config.device,
-                                            backend=self.evaluator.backend,
-                                            candidate_time_limit=config.candidate_time_limit)
+                                   factors=config.factors, protocol=config.lr_protocol, baseline=config.baseline,
+                                   steps=config.steps, device=config.device, backend=config.backend,
+                                   workers=config.workers, backend_options=options,
+                                   candidate_time_limit=config.candidate_time_limit,
+                                   fidelity=Fidelity() if config.early_stop else None)
         self.toolbox = base.Toolbox()
         self.toolbox.register("select", tools.selTournament, tournsize=config.tournament)
         self.toolbox.register("mutate", self.mutator.child)
@@ -123,10 +122,13 @@ class Search:
         self.inits: list[Individual] = []
         self.cache: dict[str, dict] = {}
         self.meta: dict[str, dict] = {}
+        self.meta_baseline: dict | None = None  # the baseline tuned on the meta tasks (`Tuned.to_json`)
+        self.noise: dict[str, float] = {}
         self.best: Individual | None = None
         self.batch = 0
         self.evaluations = 0
         self.hits = 0
+        self.failures = 0
         self.n_events = 0
         self.last_improvement = 0
         self.restarts = 0
@@ -139,16 +141,23 @@ class Search:
         self._snapshot: dict | None = None
         self.carry: dict[str, Any] = {}  # kept in every checkpoint as is (`runner`: an ended run's final stage)
 
+    @property
+    def has_meta(self) -> bool:
+        """Whether there are meta-validation tasks (the funnel re-scores finalists on them)."""
+        return bool(self.config.meta_tasks)
+
     # ================================================================== checkpoint
     def state(self) -> dict:
         return {
             "version": CHECKPOINT_VERSION,
             "batch": self.batch, "evaluations": self.evaluations, "hits": self.hits, "n_events": self.n_events,
+            "failures": self.failures,
             "last_improvement": self.last_improvement, "restarts": self.restarts, "funnels": self.funnels,
             "train_seconds": self.train_seconds, "elapsed": self._elapsed(),
             "last_funnel_seconds": self.last_funnel_seconds,
-            "baselines": self.evaluator._baselines,
-            "meta_baselines": self.meta_evaluator._baselines if self.meta_evaluator else {},
+            "baseline": self.evaluator.baseline_state() if self.inits else {},
+            "meta_baseline": self.meta_baseline, "noise": self.noise,
+            "member_steps": self.evaluator.member_steps,
             "inits": [i.to_json() for i in self.inits],
             "population": [i.to_json() for i in self.population],
             "best": self.best.to_json() if self.best else None,
@@ -162,12 +171,14 @@ class Search:
         if s.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"checkpoint version {s.get('version')} is not supported (expected {CHECKPOINT_VERSION})")
         for key in ("batch", "evaluations", "hits", "n_events", "last_improvement", "restarts", "funnels",
-                    "train_seconds", "last_funnel_seconds"):
+                    "train_seconds", "last_funnel_seconds", "failures"):
             setattr(self, key, s[key])
         self.elapsed = s["elapsed"]
-        self.evaluator._baselines.update(s["baselines"])
-        if self.meta_evaluator:
-            self.meta_evaluator._baselines.update(s["meta_baselines"])
+        # the baselines were trained once: restoring them means a resumed run never retrains them
+        self.evaluator._baseline.update({t: dict(v) for t, v in s["baseline"].items()})
+        self.evaluator.member_steps = s.get("member_steps", 0)
+        self.meta_baseline = s["meta_baseline"]
+        self.noise = dict(s["noise"])
         self.inits = [Individual.from_json(d) for d in s["inits"]]
         self.population = deque(Individual.from_json(d) for d in s["population"])
         self.best = Individual.from_json(s["best"]) if s["best"] else None
@@ -194,21 +205,27 @@ class Search:
     def warm_start(self) -> None:
         cfg = self.config
         self.log(f"baselines: {cfg.baseline} tuned per task on {len(WIDE_FACTORS)} learning rates ...")
-        baselines = self.evaluator.baselines()
-        self.log("  " + ", ".join(f"{t} {v:.4g}" for t, v in baselines.items()))
+        state = self.evaluator.baseline_state()
+        self.log("  " + ", ".join(f"{t} {v['loss']:.4g} (lr {v['lr']:.3g})" for t, v in state.items()))
+        self.noise = self.evaluator.seed_noise(NOISE_SEEDS)
+        fit_noise = self.evaluator.fitness_noise(NOISE_SEEDS)
+        self.log(f"seed-to-seed spread of the baseline's loss over {NOISE_SEEDS} seeds: "
+                 + ", ".join(f"{t} {v:.2%}" for t, v in self.noise.items())
+                 + f"; a search fitness is noisy to about ±{fit_noise:.2%}")
         programs = [prepare_init(load(spec)) for spec in cfg.init]
         t0 = time.perf_counter()
         scores = self.evaluator.score([prune(p) for p in programs], factors=WIDE_FACTORS)
         seconds = time.perf_counter() - t0
         events = []
         for k, (spec, p, sc) in enumerate(zip(cfg.init, programs, scores)):
-            folded = with_lr_scale(p, sc.factor)
+            folded = with_lr(p, geomean(list(sc.lrs.values())))
             fp = self.mutator.fingerprint(folded)
-            ind = Individual(folded, fp, sc.fitness, born=-(k + 1))
+            ind = Individual(folded, fp, sc.fitness, born=-(k + 1), lrs=sc.lrs)
             self.inits.append(ind)
             events.append(self._event(ind, p, self.mutator.fingerprint(p), sc, hit=False,
                                       seconds=seconds / len(programs), kind="init", mutations=[]))
-            self.log(f"warm start {spec}: fitness {sc.fitness:.4f} at lr {folded.defaults['lr']:.3g}")
+            self.log(f"warm start {spec}: fitness {sc.fitness:.4f}; tuned lr per task: "
+                     + ", ".join(f"{t} {lr:.3g}" for t, lr in sc.lrs.items()))
         self.n_events += self.dir.append_events(events)
         self.population = deque(copy.deepcopy(self.inits[k % len(self.inits)]) for k in range(cfg.population))
         self.best = min(self.inits, key=lambda i: i.value)
@@ -217,10 +234,12 @@ class Search:
     def _event(self, ind: Individual, evaluated: Program, fp: str, score: Score, *, hit: bool, seconds: float,
                kind: str, mutations: list[str]) -> dict:
         return {"eval": self.evaluations if kind == "child" else ind.born, "batch": self.batch, "kind": kind,
+                "time": round(self._elapsed(), 3),
                 "program": unparse(evaluated, header=False), "fingerprint": fp, "parent": ind.parent,
                 "mutations": mutations, "fitness": score.fitness, "lr_factor": score.factor,
+                "lr_factors": score.factors, "lrs": score.lrs,
                 "scores": score.ratios, "losses": score.losses, "cache_hit": hit, "seconds": round(seconds, 4),
-                "failure": score.reasons[0] if score.reasons else None}
+                "failure": score.reasons[0] if score.reasons else None, "reasons": score.reasons}
 
     # ================================================================== one batch
     def step(self) -> None:
@@ -228,7 +247,7 @@ class Search:
         cfg = self.config
         rng = random.Random(f"{cfg.seed}/batch/{self.batch}")
         pending: list[tuple[Individual, Individual, Program, list[str], float]] = []
-        to_train: dict[str, Program] = {}
+        to_train: dict[str, tuple[Program, dict[str, float]]] = {}
         population = list(self.population)
         failures = 0
         while (len(to_train) < cfg.batch and self.evaluations + len(pending) < cfg.budget
@@ -245,11 +264,16 @@ class Search:
             ind = Individual(child, fp, born=self.evaluations + len(pending), parent=parent.born)
             pending.append((ind, parent, child, how, time.perf_counter() - t0))
             if fp not in self.cache and fp not in to_train:
-                to_train[fp] = child
+                to_train[fp] = (child, parent.lrs)
         if not pending:
             raise RuntimeError("no valid child could be made from the population (all mutations failed)")
         t0 = time.perf_counter()
-        fresh = dict(zip(to_train, self.evaluator.score([prune(p) for p in to_train.values()]))) if to_train else {}
+        fresh: dict[str, Score] = {}
+        if to_train:
+            per_task = cfg.lr_protocol == "per_task"
+            scores = self.evaluator.score([prune(p) for p, _ in to_train.values()],
+                                          centers=[lrs for _, lrs in to_train.values()] if per_task else None)
+            fresh = dict(zip(to_train, scores))
         train_seconds = time.perf_counter() - t0
         self.train_seconds += train_seconds
         per_train = train_seconds / max(1, len(fresh))
@@ -258,14 +282,17 @@ class Search:
         for ind, parent, child, how, mut_seconds in pending:
             hit = ind.fp not in fresh or ind.fp in self.cache
             if not hit:
-                self.cache[ind.fp] = {**fresh[ind.fp].to_json(), "eval": self.evaluations,
-                                      "program": program_to_json(with_lr_scale(child, fresh[ind.fp].factor))}
+                sc = fresh[ind.fp]
+                self.cache[ind.fp] = {**sc.to_json(), "eval": self.evaluations,
+                                      "program": program_to_json(with_lr(child, _lr_of(sc, child)))}
             rec = self.cache[ind.fp]
             score = Score.from_json(rec)
             n_hits += hit
-            ind.program = with_lr_scale(child, score.factor)
+            ind.lrs = dict(score.lrs)
+            ind.program = with_lr(child, _lr_of(score, child))
             ind.fitness.values = (score.fitness,)
             ind.search_fitness = score.fitness
+            self.failures += not math.isfinite(score.fitness)
             events.append(self._event(ind, child, ind.fp, score, hit=hit, kind="child", mutations=how,
                                       seconds=mut_seconds + (0.0 if hit else per_train)))
             self.population.append(ind)
@@ -296,6 +323,9 @@ class Search:
         self.log(f"restart {self.restarts} at evaluation {self.evaluations}: no improvement in "
                  f"{self.config.plateau} evaluations; population reset to {what} "
                  f"(best fitness {self.best.value:.4f})")
+        self.n_events += self.dir.append_events([{"kind": "restart", "eval": self.evaluations,
+                                                  "batch": self.batch, "time": round(self._elapsed(), 3),
+                                                  "to": "best" if source is not None else "warm start"}])
 
     # ================================================================== funnel
     def _funnel_candidates(self) -> list[tuple[str, dict]]:
@@ -306,12 +336,31 @@ class Search:
         chosen = scored[: self.config.funnel_top]
         for ind in self.inits:
             if ind.fp not in self.meta and all(fp != ind.fp for fp, _ in chosen) and math.isfinite(ind.value):
-                chosen.append((ind.fp, {"fitness": ind.value, "eval": ind.born,
+                chosen.append((ind.fp, {"fitness": ind.value, "eval": ind.born, "lrs": ind.lrs,
                                         "program": program_to_json(ind.program)}))
         return chosen
 
+    def _tune_meta(self, programs: list[Program]) -> list[Tuned]:
+        cfg = self.config
+        return tune(programs, cfg.meta_tasks, grid=TUNE_FACTORS, tune_seeds=(cfg.seed,),
+                    report_seeds=tuple(range(cfg.seed + 1, cfg.seed + 1 + cfg.funnel_seeds)),
+                    steps=cfg.meta_steps, device=cfg.device, backend=self.evaluator.backend,
+                    candidate_time_limit=cfg.candidate_time_limit)
+
+    def meta_base(self) -> Tuned:
+        """The baseline tuned on the meta tasks and reported on the funnel's seeds (computed once)."""
+        if self.meta_baseline is None:
+            self.meta_baseline = self._tune_meta([self.evaluator.baseline])[0].to_json()
+        return tuned_from_json(self.meta_baseline)
+
+    def warm_meta(self) -> tuple[str, dict] | None:
+        """The best meta-scored warm start: (fingerprint, meta record); the bar for discoveries."""
+        scored = [(i.fp, self.meta[i.fp]) for i in self.inits if i.fp in self.meta]
+        return min(scored, key=lambda fr: fr[1]["fitness"]) if scored else None
+
     def funnel(self, final: bool = False) -> dict[str, dict]:
-        """Meta-score the best unseen candidates; update the hall of fame. Returns the new meta records."""
+        """Meta-score the best unseen candidates on several seeds; update the hall of fame.
+        Returns the new meta records."""
         t0 = time.perf_counter()
         chosen = self._funnel_candidates()
         if not chosen:
@@ -320,29 +369,61 @@ class Search:
             self.funnels += 1
         programs = [program_from_json(rec["program"]) for _, rec in chosen]
         new: dict[str, dict] = {}
-        if self.meta_evaluator is not None:
-            scores = self.meta_evaluator.score([prune(p) for p in programs])
-            for (fp, rec), p, sc in zip(chosen, programs, scores):
-                new[fp] = {**sc.to_json(), "search_fitness": rec["fitness"], "eval": rec["eval"],
-                           "program": program_to_json(with_lr_scale(p, sc.factor))}
+        if self.has_meta:
+            base = self.meta_base()
+            results = self._tune_meta([prune(p) for p in programs])
+            for (fp, rec), p, res in zip(chosen, programs, results):
+                ratio, se = paired_ratio(res, base)
+                new[fp] = {"fitness": ratio, "se": se, "search_fitness": rec["fitness"], "eval": rec["eval"],
+                           "ratios": {t: r.mean / base.tasks[t].mean for t, r in res.tasks.items()},
+                           "tuned": res.to_json(), "lrs": rec.get("lrs", {}), "program": rec["program"]}
         else:  # no meta tasks: the hall of fame ranks by search fitness
             for (fp, rec), p in zip(chosen, programs):
-                new[fp] = {"fitness": rec["fitness"], "factor": 1.0, "ratios": {}, "losses": {}, "reasons": [],
-                           "search_fitness": rec["fitness"], "eval": rec["eval"], "program": rec["program"]}
+                new[fp] = {"fitness": rec["fitness"], "se": None, "ratios": {}, "search_fitness": rec["fitness"],
+                           "eval": rec["eval"], "lrs": rec.get("lrs", {}), "program": rec["program"]}
         self.meta.update(new)
+        events = []
         for fp, rec in new.items():
             ind = Individual(program_from_json(rec["program"]), fp, rec["fitness"], born=rec["eval"],
-                             search_fitness=rec["search_fitness"], meta=rec["fitness"])
+                             search_fitness=rec["search_fitness"], meta=rec["fitness"], lrs=rec["lrs"],
+                             meta_se=rec["se"])
             if math.isfinite(rec["fitness"]):
                 self.hof.update([ind])
+            events.append({"kind": "funnel", "eval": self.evaluations, "batch": self.batch,
+                           "time": round(self._elapsed(), 3), "fingerprint": fp, "candidate": rec["eval"],
+                           "meta": rec["fitness"], "se": rec["se"], "ratios": rec["ratios"],
+                           "search_fitness": rec["search_fitness"], "final": final})
+        self.n_events += self.dir.append_events(events)
         self.last_funnel_seconds = time.perf_counter() - t0
         top = self.hof[0] if len(self.hof) else None
-        scores = ", ".join(f"{r['fitness']:.4f}" for r in new.values())
+        scores = ", ".join(_pm(r["fitness"], r["se"]) for r in new.values())
         self.log(f"funnel{' (final)' if final else ''} at evaluation {self.evaluations}: meta-scored "
                  f"{len(new)} ({scores}); hall of fame best "
-                 + (f"{top.value:.4f} (search {top.search_fitness:.4f})" if top else "-")
+                 + (f"{_pm(top.value, top.meta_se)} (search {top.search_fitness:.4f})" if top else "-")
                  + f" [{self.last_funnel_seconds:.0f} s]")
         return new
+
+    def versus_warm_start(self, fp: str) -> tuple[float, float] | None:
+        """Meta loss of candidate `fp` relative to the best warm start, paired by seed: (ratio, se)."""
+        warm = self.warm_meta()
+        rec = self.meta.get(fp)
+        if warm is None or rec is None or "tuned" not in rec or "tuned" not in warm[1]:
+            return None
+        return paired_ratio(tuned_from_json(rec["tuned"]), tuned_from_json(warm[1]["tuned"]))
+
+    def verdict(self) -> dict:
+        """Did anything beat the warm start by more than the noise? (on the meta tasks, paired by seed)."""
+        warm = self.warm_meta()
+        out: dict[str, Any] = {"warm_start": warm[0] if warm else None, "beats_warm_start": [], "rule":
+                               "a candidate beats the warm start when its meta loss ratio to it, paired by seed, "
+                               "is below 1 by more than 2 standard errors"}
+        for ind in self.hof:
+            if warm is not None and ind.fp == warm[0]:
+                continue
+            vs = self.versus_warm_start(ind.fp)
+            if vs is not None and math.isfinite(vs[0]) and vs[0] + 2 * vs[1] < 1.0:
+                out["beats_warm_start"].append({"fingerprint": ind.fp, "ratio": vs[0], "se": vs[1]})
+        return out
 
     # ================================================================== results
     def write_results(self, completed: bool) -> dict:
@@ -350,61 +431,126 @@ class Search:
         for rank, ind in enumerate(self.hof, 1):
             entries.append((f"{rank:02d}_{ind.fp[:8]}", self._hof_text(ind, rank)))
         self.dir.write_hall_of_fame(entries)
-        best = self.hof[0] if len(self.hof) else self.best
+        verdict = self.verdict()
+        best = self._best_program(verdict)
         if best is not None:
-            self.dir.write_best(self._hof_text(best, 1))
+            self.dir.write_best(self._hof_text(best, 1 if best in list(self.hof)[:1] else 0, verdict))
         elapsed = self._elapsed()
+        warm = self.warm_meta()
         summary = {
             "completed": completed, "evaluations": self.evaluations, "batches": self.batch,
             "cache_hits": self.hits, "cache_hit_rate": self.hits / max(1, self.evaluations),
-            "trained": len(self.cache), "restarts": self.restarts, "funnels": self.funnels,
+            "trained": len(self.cache), "failures": self.failures,
+            "failure_rate": self.failures / max(1, self.evaluations),
+            "failure_kinds": self.failure_kinds(),
+            "restarts": self.restarts, "funnels": self.funnels,
             "seconds": elapsed, "evaluations_per_second": self.evaluations / max(elapsed, 1e-9),
-            "train_seconds": self.train_seconds,
-            "baselines": {"program": self.config.baseline, "search": self.evaluator._baselines,
-                          "meta": self.meta_evaluator._baselines if self.meta_evaluator else {}},
-            "warm_start": [{"program": unparse(i.program, header=False), "fitness": i.value,
-                            "meta": self.meta.get(i.fp, {}).get("fitness")} for i in self.inits],
+            "trained_per_second": len(self.cache) / max(self.train_seconds, 1e-9),
+            "train_seconds": self.train_seconds, "member_steps": self.evaluator.member_steps,
+            "lr_protocol": self.config.lr_protocol, "early_stop": self.config.early_stop,
+            "baselines": {"program": self.config.baseline, "search": self.evaluator.baseline_state(),
+                          "meta": self.meta_baseline},
+            "noise": {"seed_spread": self.noise, "seeds": NOISE_SEEDS,
+                      "search_fitness": self.evaluator.fitness_noise(NOISE_SEEDS) if self.noise else None},
+            "warm_start": [{"program": unparse(i.program, header=False), "fitness": i.value, "lrs": i.lrs,
+                            "meta": self.meta.get(i.fp, {}).get("fitness"), "meta_se": self.meta.get(i.fp, {}).get("se")}
+                           for i in self.inits],
             "best_search": {"program": unparse(self.best.program, header=False), "fitness": self.best.value,
                             "eval": self.best.born} if self.best else None,
-            "hall_of_fame": [{"rank": r, "fingerprint": i.fp, "meta": i.value, "search": i.search_fitness,
-                              "eval": i.born, "meta_ratios": self.meta.get(i.fp, {}).get("ratios", {}),
+            "hall_of_fame": [{"rank": r, "fingerprint": i.fp, "meta": i.value, "meta_se": i.meta_se,
+                              "search": i.search_fitness, "eval": i.born, "lrs": i.lrs,
+                              "versus_warm_start": self.versus_warm_start(i.fp),
+                              "meta_ratios": self.meta.get(i.fp, {}).get("ratios", {}),
                               "program": unparse(prune(i.program), header=False)} for r, i in enumerate(self.hof, 1)],
+            "verdict": verdict, "best": best.fp if best is not None else None,
             "references": self.references,
         }
         self.dir.write_summary(summary)
         return summary
 
-    def _hof_text(self, ind: Individual, rank: int) -> str:
+    def failure_kinds(self) -> dict[str, int]:
+        """How many trained candidates failed, by kind of failure (from the cache)."""
+        kinds: Counter = Counter()
+        for rec in self.cache.values():
+            if not math.isfinite(rec["fitness"]):
+                kinds[_failure_kind(rec.get("reasons") or [])] += 1
+        return dict(kinds.most_common())
+
+    def _best_program(self, verdict: dict) -> Individual | None:
+        """best.opt: the best hall-of-fame member if it beats the warm start beyond the noise, else the warm start."""
+        if not self.has_meta:
+            return self.hof[0] if len(self.hof) else self.best
+        winners = {w["fingerprint"] for w in verdict["beats_warm_start"]}
+        for ind in self.hof:
+            if ind.fp in winners:
+                return ind
+        warm = self.warm_meta()
+        for ind in self.inits:
+            if warm is not None and ind.fp == warm[0]:
+                return ind
+        return self.inits[0] if self.inits else None
+
+    def _hof_text(self, ind: Individual, rank: int, verdict: dict | None = None) -> str:
         meta = self.meta.get(ind.fp, {})
         ratios = ", ".join(f"{t} {r:.3f}" for t, r in meta.get("ratios", {}).items())
         origin = f"warm start {ind.program.name}" if ind.born < 0 else f"evaluation {ind.born}"
-        doc = (f"Discovered by `discover search` ({self.dir.path}), rank {rank}, from {origin}.\n"
-               f"Meta-validation fitness {ind.value:.4f} (loss / tuned {self.config.baseline}; lower is better)"
-               + (f": {ratios}" if ratios else "") + f".\nSearch fitness {ind.search_fitness:.4f} on "
-               f"{', '.join(self.config.tasks)}. The learning rate found by the lr grid is folded in.")
+        vs = self.versus_warm_start(ind.fp) if ind.born >= 0 else None
+        lines = [f"Discovered by `discover search` ({self.dir.path}), "
+                 + (f"rank {rank}" if rank else "the warm start") + f", from {origin}."]
+        if meta.get("se") is not None:
+            lines.append(f"Meta-validation: loss / tuned {self.config.baseline} = {_pm(meta['fitness'], meta['se'])} "
+                         f"(geometric mean over {', '.join(self.config.meta_tasks)}; each at its own tuned lr; "
+                         f"{self.config.funnel_seeds} seeds)" + (f": {ratios}" if ratios else "") + ".")
+        if vs is not None:
+            beat = math.isfinite(vs[0]) and vs[0] + 2 * vs[1] < 1.0
+            lines.append(f"Versus the warm start: {_pm(vs[0], vs[1])} "
+                         + ("(better beyond 2 standard errors)." if beat else "(not better beyond the noise)."))
+        if verdict is not None and ind.born < 0:
+            lines.append("Nothing the search found beat the warm start by more than the noise, so this is it.")
+        lines.append(f"Search fitness {ind.search_fitness:.4f} on {', '.join(self.config.tasks)}.")
+        if ind.lrs:
+            lines.append("Tuned lr per search task: " + ", ".join(f"{t} {lr:.3g}" for t, lr in ind.lrs.items())
+                         + "; the lr default is their geometric mean. Tune lr for your own model.")
         name = ind.name
         # Written without the statements and state that cannot affect the update: the form
         # the search trained, and the one a person should read.
-        return unparse(prune(ind.program).with_(name=name, doc=doc))
+        return unparse(prune(ind.program).with_(name=name, doc="\n".join(lines)))
 
     def score_references(self, specs: list[str]) -> None:
         """Tune reference programs (e.g. momentum) on the meta tasks for comparison in the summary."""
-        if not specs or self.meta_evaluator is None:
+        if not specs or not self.has_meta:
             return
         todo = [s for s in specs if s not in self.references]
         if not todo:
             return
-        programs = [prepare_init(load(s)) for s in todo]
-        ev = self.meta_evaluator
-        base = ev.baselines()
-        losses = ev.losses([prune(p) for p in programs], WIDE_FACTORS)
-        from ..evaluate.fitness import best_loss, ratio_of, score_from_losses
+        base = self.meta_base()
+        results = self._tune_meta([prune(prepare_init(load(s))) for s in todo])
+        for spec, res in zip(todo, results):
+            ratio, se = paired_ratio(res, base)
+            self.references[spec] = {"meta": ratio, "se": se,
+                                     "ratios": {t: r.mean / base.tasks[t].mean for t, r in res.tasks.items()},
+                                     "tuned": res.to_json()}
+            self.log(f"reference {spec} on meta tasks: {_pm(ratio, se)} (lr tuned per task)")
 
-        for spec, per_task in zip(todo, losses):
-            single = score_from_losses(ev.tasks, per_task, WIDE_FACTORS, len(ev.seeds), base)
-            tuned = {t: ratio_of(best_loss(l, len(ev.seeds))[0], base[t]) for t, l in zip(ev.tasks, per_task)}
-            geo = math.exp(sum(math.log(r) for r in tuned.values()) / len(tuned)) \
-                if all(math.isfinite(r) for r in tuned.values()) else math.inf
-            self.references[spec] = {"meta_one_lr": single.fitness, "meta_lr_per_task": geo,
-                                     "ratios_per_task_tuned": tuned}
-            self.log(f"reference {spec} on meta tasks: {single.fitness:.4f} (one lr), {geo:.4f} (lr tuned per task)")
+
+def _lr_of(score: Score, program: Program) -> float:
+    """The lr default folded into a scored program: the geometric mean of its per-task lrs."""
+    lrs = [v for v in score.lrs.values() if math.isfinite(v) and v > 0]
+    return geomean(lrs) if lrs else program.defaults.get("lr", 1.0)
+
+
+def _pm(value: float, se: float | None) -> str:
+    return f"{value:.4f}" if se is None else f"{value:.4f} ± {se:.4f}"
+
+
+def _failure_kind(reasons: list[str]) -> str:
+    """A short kind for a failure reason ("task: non-finite train loss at step 7" -> "non-finite train loss")."""
+    if not reasons:
+        return "unknown"
+    text = reasons[0].split(": ", 1)[-1]
+    for kind in ("non-finite train loss", "train loss above", "non-finite validation loss", "non-finite parameters",
+                 "time limit", "raised", "stopped early"):
+        if text.startswith(kind):
+            return kind
+    return text[:40]
+

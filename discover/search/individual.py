@@ -31,10 +31,14 @@ class Individual:
     ``born`` is the evaluation index that created it (negative for warm starts),
     ``parent`` the evaluation index of its parent, ``search_fitness`` its fitness on
     the search tasks and ``meta`` its meta-validation fitness once the funnel scored it.
+    ``lrs`` are its tuned learning rates per search task (children start their lr grid
+    there; the program's own ``lr`` default is their geometric mean); ``meta_se`` is
+    the standard error of ``meta`` over the funnel's seeds.
     """
 
     def __init__(self, program: Program, fp: str, fitness: float | None = None, *, born: int = -1,
-                 parent: int | None = None, search_fitness: float | None = None, meta: float | None = None) -> None:
+                 parent: int | None = None, search_fitness: float | None = None, meta: float | None = None,
+                 lrs: dict[str, float] | None = None, meta_se: float | None = None) -> None:
         self.program = program
         self.fp = fp
         self.fitness = FitnessMin()
@@ -44,6 +48,8 @@ class Individual:
         self.parent = parent
         self.search_fitness = search_fitness if search_fitness is not None else fitness
         self.meta = meta
+        self.lrs = dict(lrs or {})
+        self.meta_se = meta_se
 
     @property
     def name(self) -> str:
@@ -58,12 +64,14 @@ class Individual:
     def to_json(self) -> dict:
         return {"program": program_to_json(self.program), "fp": self.fp,
                 "fitness": self.value if self.fitness.valid else None, "born": self.born,
-                "parent": self.parent, "search_fitness": self.search_fitness, "meta": self.meta}
+                "parent": self.parent, "search_fitness": self.search_fitness, "meta": self.meta,
+                "lrs": self.lrs, "meta_se": self.meta_se}
 
     @classmethod
     def from_json(cls, d: dict) -> "Individual":
         return cls(program_from_json(d["program"]), d["fp"], d["fitness"], born=d["born"], parent=d["parent"],
-                   search_fitness=d.get("search_fitness"), meta=d.get("meta"))
+                   search_fitness=d.get("search_fitness"), meta=d.get("meta"), lrs=d.get("lrs"),
+                   meta_se=d.get("meta_se"))
 
     def __repr__(self) -> str:
         return f"Individual({self.program.name!r}, fp={self.fp}, fitness={self.value:.4g}, born={self.born})"

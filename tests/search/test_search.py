@@ -23,7 +23,8 @@ def tiny(out, **kw):
 
 
 def programs(run_dir):
-    return [json.loads(l)["program"] for l in open(os.path.join(run_dir, "events.jsonl"))]
+    """The event log's sequence: each evaluation's program; funnel and restart records by kind."""
+    return [e.get("program", e["kind"]) for e in map(json.loads, open(os.path.join(run_dir, "events.jsonl")))]
 
 
 def hof(result):
