@@ -130,7 +130,7 @@ def test_a_deleted_empty_or_null_checkpoint_is_refused_and_nothing_is_lost(copy_
 
 @pytest.mark.parametrize("file, content, message", [
     ("checkpoint.json", "[]", r"checkpoint.json holds \[\], not a checkpoint object"),
-    ("checkpoint.json", '{"version": 1}', r"checkpoint.json: field 'inits': missing"),
+    ("checkpoint.json", '{"version": 2}', r"checkpoint.json: field 'inits': missing"),
     ("checkpoint.json", '{"version": 7}', r"checkpoint.json: field 'version': 7 is not a checkpoint version"),
     ("checkpoint.json", None, r"checkpoint.json: population\[0\]: missing field 'program'"),
     ("checkpoint.json", b"\x00\xff\x13random", "checkpoint.json is not a checkpoint: it is not UTF-8 text"),
