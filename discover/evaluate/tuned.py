@@ -3,9 +3,10 @@
 This is the protocol of the funnel, of `discover validate` and of ablation:
 
 1. *tune*: for each task, train the program on a log grid of learning rates
-   around its own ``lr`` (tuning seeds), then on the two midpoints around the
-   best grid point (and further out when the best is at the edge of the grid),
-   and take the lr with the lowest mean final validation loss;
+   around its own ``lr`` (tuning seeds); while the best is at an edge of what was
+   tried, go two grid steps further out (up to ``extend`` times); then try the
+   log-midpoints on either side of the best; take the lr with the lowest mean
+   final validation loss;
 2. *report*: train it at that lr on ``report_seeds``, seeds the tuning never
    saw, so the reported losses carry no winner's-curse bias from the choice of lr.
 
@@ -33,10 +34,11 @@ from typing import Sequence
 from ..lang.ir import Program
 from ..library import load
 from .backends import Backend, get_backend
-from .fitness import per_lr
+from .fitness import geomean, per_lr
 from .work import WorkItem, center_lr, ensure_lr
 
-__all__ = ["TUNE_FACTORS", "TaskResult", "Tuned", "tune", "paired_ratio", "mean_se", "tuned_from_json"]
+__all__ = ["TUNE_FACTORS", "TaskResult", "Tuned", "tune", "tuned_fitness", "paired_ratio", "mean_se",
+           "tuned_from_json"]
 
 TUNE_FACTORS: tuple[float, ...] = tuple(10 ** (k / 2) for k in range(-3, 4))
 """Default coarse grid: 0.03x .. 30x the program's lr in half-decades (refined to quarter-decades)."""
@@ -150,27 +152,32 @@ def paired_ratio(a: Tuned, b: Tuned, tasks: Sequence[str] | None = None) -> tupl
     return ratio, ratio * se
 
 
-def _neighbours(tried: Sequence[float], best: float) -> list[float]:
-    """Learning rates to try next: the log-midpoints around `best`, or two steps further out at an edge."""
+def _next_lrs(tried: Sequence[float], best: float, edge: bool) -> list[float]:
+    """The lrs to try next: two further grid steps beyond `best` when it is at an edge of what was
+    tried (``edge``), else the log-midpoints on either side of it.
+
+    Example:
+        >>> _next_lrs([0.1, 1.0, 10.0], 10.0, edge=True), _next_lrs([0.1, 1.0, 10.0], 1.0, edge=False)
+        ([100.0, 1000.0], [0.316228, 3.16228])
+    """
     lrs = sorted(tried)
     i = lrs.index(best)
-    out = []
-    if i > 0:
-        out.append(math.sqrt(lrs[i - 1] * best))
-    elif len(lrs) > 1:
-        step = lrs[1] / lrs[0]
-        out += [best / step, best / step ** 2]
-    if i < len(lrs) - 1:
-        out.append(math.sqrt(lrs[i + 1] * best))
-    elif len(lrs) > 1:
-        step = lrs[-1] / lrs[-2]
-        out += [best * step, best * step ** 2]
+    if edge and len(lrs) > 1:
+        if i == 0:
+            step = lrs[1] / lrs[0]
+            out = [best / step, best / step ** 2]
+        else:
+            step = lrs[-1] / lrs[-2]
+            out = [best * step, best * step ** 2]
+    else:
+        out = ([math.sqrt(lrs[i - 1] * best)] if i > 0 else []) + \
+              ([math.sqrt(lrs[i + 1] * best)] if i < len(lrs) - 1 else [])
     return [float(f"{v:.6g}") for v in out]
 
 
 def tune(programs: Sequence["Program | str"], tasks: Sequence[str], *, grid: Sequence[float] = TUNE_FACTORS,
          tune_seeds: Sequence[int] = (0,), report_seeds: Sequence[int] = (1, 2, 3),
-         centers: Sequence[dict[str, float] | None] | None = None, refine: int = 1,
+         centers: Sequence[dict[str, float] | None] | None = None, refine: int = 1, extend: int = 3,
          steps: "int | dict | None" = None, device: str = "cpu", backend: "Backend | str" = "local",
          workers: int = 1, candidate_time_limit: float | None = None, progress=None) -> list[Tuned]:
     """Tune each program's lr per task, then report it on fresh seeds (see the module docstring).
@@ -180,8 +187,10 @@ def tune(programs: Sequence["Program | str"], tasks: Sequence[str], *, grid: Seq
         tasks: task specs.
         grid: the coarse grid, multiples of each program's lr on each task (``centers[i][task]``
             where given, else its own ``lr``).
-        tune_seeds: seeds of the tuning runs; report_seeds: seeds of the reported runs.
-        refine: rounds of refinement around the best lr (midpoints, or further out at an edge).
+        tune_seeds: seeds of the tuning runs; report_seeds: seeds of the reported runs (none: each
+            task's result is the best mean loss of the tuning runs, as one "seed").
+        refine: rounds of refinement around the best lr (log-midpoints on either side).
+        extend: most rounds that go two grid steps further out when the best lr is at an edge.
         progress: an optional callable ``progress(message)`` told about each stage.
     """
     programs = [ensure_lr(load(p)) for p in programs]
@@ -215,9 +224,13 @@ def tune(programs: Sequence["Program | str"], tasks: Sequence[str], *, grid: Seq
         why: list[list[str | None]] = [[None for _ in tasks] for _ in programs]
         pending = [[[float(f"{center_lr(p, c, t) * f:.6g}") for f in grid] for t in tasks]
                    for p, c in zip(programs, centers)]
-        for round_ in range(1 + max(0, refine)):
+        extended = [[0] * len(tasks) for _ in programs]
+        refined = [[0] * len(tasks) for _ in programs]
+        round_ = 0
+        while any(any(row) for row in pending):
+            round_ += 1
             if progress:
-                progress(f"tuning lr: round {round_ + 1} of {1 + max(0, refine)}")
+                progress(f"tuning lr: round {round_}")
             res = train(pending, tune_seeds)
             for i in range(len(programs)):
                 for t in range(len(tasks)):
@@ -231,15 +244,25 @@ def tune(programs: Sequence["Program | str"], tasks: Sequence[str], *, grid: Seq
                     if known:
                         why[i][t] = known[0]
             pending = [[[] for _ in tasks] for _ in programs]
-            if round_ < refine:
-                for i in range(len(programs)):
-                    for t in range(len(tasks)):
-                        best = min(tried[i][t], key=lambda lr: (tried[i][t][lr], lr))
-                        if math.isfinite(tried[i][t][best]):
-                            pending[i][t] = [lr for lr in _neighbours(list(tried[i][t]), best)
-                                             if lr not in tried[i][t]]
+            for i in range(len(programs)):
+                for t in range(len(tasks)):
+                    got = tried[i][t]
+                    best = min(got, key=lambda lr: (got[lr], lr))
+                    if not math.isfinite(got[best]):
+                        continue
+                    # out past an edge first (the optimum is not inside the grid), then finer around the best
+                    if best in (min(got), max(got)) and extended[i][t] < extend:
+                        extended[i][t] += 1
+                        pending[i][t] = [lr for lr in _next_lrs(list(got), best, edge=True) if lr not in got]
+                    elif refined[i][t] < refine:
+                        refined[i][t] += 1
+                        pending[i][t] = [lr for lr in _next_lrs(list(got), best, edge=False) if lr not in got]
         chosen = [[min(tried[i][t], key=lambda lr: (tried[i][t][lr], lr)) for t in range(len(tasks))]
                   for i in range(len(programs))]
+        if not report_seeds:  # tuning only: the best loss tried stands for the program
+            return [Tuned(names[i], {task: TaskResult(lr=chosen[i][t], tried=dict(sorted(tried[i][t].items())),
+                                                      losses=[tried[i][t][chosen[i][t]]], reason=why[i][t])
+                                     for t, task in enumerate(tasks)}) for i in range(len(programs))]
         if progress:
             progress(f"reporting on {len(report_seeds)} seeds at the tuned lrs")
         res = train([[[chosen[i][t]] for t in range(len(tasks))] for i in range(len(programs))], report_seeds)
@@ -258,3 +281,34 @@ def tune(programs: Sequence["Program | str"], tasks: Sequence[str], *, grid: Seq
     finally:
         if not isinstance(backend, Backend):
             own.close()
+
+
+def tuned_fitness(tasks: Sequence[str], *, seeds: Sequence[int] = (0,), grid: Sequence[float] = TUNE_FACTORS,
+                  baseline: str = "adamw", steps: "int | dict | None" = None, device: str = "cpu",
+                  backend: "Backend | str" = "local"):
+    """A batched fitness for ablation: each program's lr tuned per task (`tune`, no report seeds), the
+    best mean loss per task divided by the tuned baseline's, geometric mean over tasks (inf if it fails).
+
+    Example:
+        >>> from discover import load
+        >>> f = tuned_fitness(["quadratic"], steps=20, grid=(0.3, 1.0, 3.0))
+        >>> f([load("adamw")])[0] == 1.0
+        True
+    """
+    own = backend if isinstance(backend, Backend) else get_backend(backend)
+    base: dict[str, float] = {}
+
+    def fitness(programs: list[Program]) -> list[float]:
+        if not base:
+            (b,) = tune([baseline], tasks, grid=grid, tune_seeds=seeds, report_seeds=(), steps=steps,
+                        device=device, backend=own)
+            base.update({t: r.losses[0] for t, r in b.tasks.items()})
+        out = []
+        for res in tune(programs, tasks, grid=grid, tune_seeds=seeds, report_seeds=(), steps=steps,
+                        device=device, backend=own):
+            ratios = [res.tasks[t].losses[0] / base[t] if math.isfinite(res.tasks[t].losses[0]) else math.inf
+                      for t in tasks]
+            out.append(geomean(ratios))
+        return out
+
+    return fitness

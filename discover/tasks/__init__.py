@@ -24,7 +24,7 @@ from .mlp import MLP, MLPLarge
 from .quadratic import Quadratic
 from .train import TrainResult, train_population
 
-__all__ = ["Task", "SyntheticTask", "TASKS", "DEFAULT_TASKS", "META_TASKS", "get_task",
+__all__ = ["VALIDATE_TASKS", "Task", "SyntheticTask", "TASKS", "DEFAULT_TASKS", "META_TASKS", "get_task",
            "train_population", "TrainResult", "population_cross_entropy",
            "Quadratic", "Logistic", "MLP", "MLPLarge", "ConvNet", "ConvNetLarge", "CharLM", "CharLMLarge"]
 
@@ -34,6 +34,9 @@ TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (
 
 #: Tasks search scores candidates on by default (small and fast).
 DEFAULT_TASKS: list[str] = ["quadratic", "logistic", "mlp", "convnet", "charlm"]
+
+#: Tasks `discover validate` reports on by default: an independent set, never searched or meta-validated on.
+VALIDATE_TASKS: list[str] = ["mlp_large", "convnet_large", "charlm_large"]
 
 #: Larger meta-validation tasks (other data seeds, bigger models, longer runs) that
 #: re-score the best candidates; search never optimises them directly.
