@@ -7,8 +7,11 @@ clean up, and re-score. All candidates of a round are scored in one call
 of a batched `fitness(programs) -> scores` (lower is better), so an
 evaluator can train them together.
 
-A change qualifies when its fitness is within `tolerance` of the starting
-program's: the part it removes does not matter to the fitness. By default a
+A change qualifies when its fitness is within `tolerance` (relative: 0.02 is
+2%) of the starting program's: the part it removes does not matter to the
+fitness. Fitnesses should be taken at each candidate's tuned learning rate
+(`discover.evaluate.tuned.tuned_fitness`, what ``simplify --ablate`` uses): at one fixed lr, a change that only shifts the best lr
+looks like a change of algorithm. By default a
 change that *improves* the fitness by more than the tolerance does not
 qualify either: it makes a different optimizer, which is the search's job,
 and short proxy tasks favour dropping momentum or sign outright (on them the
@@ -20,7 +23,7 @@ the *starting* fitness (not the last round's) keeps small losses from adding up.
 
 Example::
 
-    result = ablate(program, fitness, tolerance=0.01)
+    result = ablate(program, fitness, tolerance=0.02)
     for step in result.steps:
         print(step.text, step.delta)
 """
@@ -112,7 +115,7 @@ def _describe(program: Program, stmt: Stmt, arg) -> str:
     return f"{what} {stmt.op}: `{old}` -> `{new}`"
 
 
-def ablate(program: Program, fitness: Fitness, *, tolerance: float = 0.01, max_rounds: int = 20,
+def ablate(program: Program, fitness: Fitness, *, tolerance: float = 0.02, max_rounds: int = 20,
            keep_improvements: bool = False, log: Callable[[str], None] | None = None) -> AblationResult:
     """Greedy ablation of `program` (any form) against `fitness`; see the module docstring."""
     from .simplify import readable
@@ -128,8 +131,9 @@ def ablate(program: Program, fitness: Fitness, *, tolerance: float = 0.01, max_r
         if not cands:
             break
         scores = [float(s) for s in fitness([readable(c.program) for c in cands])]
-        ok = [(c, s) for c, s in zip(cands, scores) if math.isfinite(s) and s <= start + tolerance
-              and (keep_improvements or s >= start - tolerance)]
+        # relative: a change qualifies when it moves the fitness by at most `tolerance` of it
+        ok = [(c, s) for c, s in zip(cands, scores) if math.isfinite(s) and s <= start * (1 + tolerance)
+              and (keep_improvements or s >= start * (1 - tolerance))]
         result.rounds = round_ + 1
         if log:
             log(f"round {round_ + 1}: {len(cands)} candidates, {len(ok)} within tolerance")
@@ -144,18 +148,3 @@ def ablate(program: Program, fitness: Fitness, *, tolerance: float = 0.01, max_r
         current, f_current = best.program, score
     result.program, result.fitness = current, f_current
     return result
-
-
-def evaluator_fitness(tasks: list[str], seed: int = 0) -> Fitness:
-    """The search's fitness (`discover.evaluate.score_programs`), or a clear error if it is missing."""
-    try:
-        from ..evaluate import score_programs  # type: ignore[attr-defined]
-    except ImportError:
-        raise ValueError("--ablate needs the evaluator (discover.evaluate.score_programs), which is not "
-                         "available in this installation; use --fitness proxy to score by short training "
-                         "runs on the tasks instead") from None
-
-    def fitness(programs: list[Program]) -> list[float]:
-        return list(score_programs(programs, tasks, seed=seed))
-
-    return fitness

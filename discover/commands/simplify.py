@@ -23,13 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ablate", action="store_true", help="evaluation-driven simplification (trains programs)")
     p.add_argument("--tasks", nargs="+", action=ListAction, metavar="TASK",
                    help="tasks for --ablate (default: the search's default tasks; 'logistic' with --fitness proxy)")
-    p.add_argument("--tolerance", type=float, default=0.01,
-                   help="keep an ablation when the fitness moves by at most this much (default 0.01)")
+    p.add_argument("--tolerance", type=float, default=0.02,
+                   help="keep an ablation when the fitness moves by at most this fraction of it (default 0.02: 2%%)")
     p.add_argument("--keep-improvements", action="store_true",
                    help="also keep ablations that improve the fitness by more than the tolerance")
     p.add_argument("--fitness", choices=("evaluator", "proxy"), default="evaluator",
-                   help="evaluator: discover.evaluate.score_programs (the search's fitness); proxy: "
-                        "short training runs with discover.ProgramOptimizer (default evaluator)")
+                   help="evaluator: each candidate at its lr tuned per task, loss relative to tuned AdamW "
+                        "(discover.evaluate.tuned_fitness); proxy: short training runs with "
+                        "discover.ProgramOptimizer (default evaluator)")
     p.add_argument("--seed", type=int, default=0, help="seed of the ablation's training runs")
     p.add_argument("--keep-constants", action="store_true",
                    help="do not turn EMA coefficients and weight-decay factors into named hyperparameters")
@@ -79,6 +80,8 @@ def _fitness(args: argparse.Namespace):
         from ..analysis.compare import proxy_fitness
 
         return proxy_fitness(tasks, seeds=(args.seed,))
-    from ..analysis.ablate import evaluator_fitness
+    # each candidate at its own lr tuned per task: an ablated program is a different optimizer,
+    # whose best lr may be far from the original's
+    from ..evaluate.tuned import tuned_fitness
 
-    return evaluator_fitness(tasks, seed=args.seed)
+    return tuned_fitness(tasks, seeds=(args.seed,))

@@ -97,3 +97,23 @@ def test_lion_ablation_on_a_proxy_task_ends_at_lions_form(lion_raw_path):
             break
     else:
         pytest.fail(f"not Lion's form:\n{result.report()}")
+
+
+def test_lion_ablation_at_tuned_lrs_with_a_relative_tolerance_ends_at_lion(lion_raw_path):
+    # Issue #10: `simplify --ablate` judges every candidate at its own lr tuned per task, with a
+    # relative tolerance. At the raw program's literal lr (2e-4 on a task that wants ~1e-2) clip and
+    # arcsin looked like they mattered; tuned, they are no-ops and the raw program ablates to Lion.
+    from discover.evaluate.tuned import tuned_fitness
+
+    raw, notes = load_lenient(lion_raw_path)
+    result = simplify(raw, notes=notes, fitness=tuned_fitness(["logistic"]), tolerance=0.02)
+    p = result.program
+    ops = {s.op for s in p.body}
+    assert not ops & {"clip", "arcsin", "cosh"} and {"sign", "interp"} <= ops
+    lion = load("lion")
+    for lr in (1.0, 0.0002):
+        hp = {"lr": lr, "beta1": 0.899, "beta2": 0.899 * 1.109, "weight_decay": 0.4602}
+        if equivalent(p, lion.with_(hparams=tuple(HParam(h.name, hp[h.name]) for h in lion.hparams))):
+            break
+    else:
+        pytest.fail(f"not Lion's form:\n{result.report()}")
