@@ -1,4 +1,4 @@
-"""`discover bench step|search`: benchmarks that print ratios against torch, measured in one process."""
+"""`discover bench step|search|fidelity`: benchmarks that print ratios against torch, measured in one process."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,8 @@ from ..benchmarks import MALLOC_ENV
 _BENCHES = {
     "step": ("discover.benchmarks.step", "optimizer step time against torch.optim (fused, foreach) and plain-torch Lion"),
     "search": ("discover.benchmarks.search", "batched candidate evaluation against one-at-a-time training"),
+    "fidelity": ("discover.benchmarks.fidelity", "multi-fidelity stopping: trial-steps saved and winners lost, "
+                                                 "replayed on the search's own children"),
 }
 
 
