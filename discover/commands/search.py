@@ -50,6 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seeds", type=int, default=None, help=f"initialisation seeds per trial (default {d.seeds})")
     g.add_argument("--factors", nargs="+", action=ListAction, item=float, default=None, metavar="F",
                    help=f"lr grid, multiples of each program's lr (default {','.join(f'{f:.3g}' for f in d.factors)})")
+    g.add_argument("--lr-protocol", choices=["per_task", "shared"], default=None,
+                   help="per_task: each task scored at its own best lr of the grid, as users tune (default); "
+                        "shared: one lr factor for every task (the self-tuning track)")
+    g.add_argument("--no-early-stop", dest="early_stop", action="store_const", const=False, default=None,
+                   help="train every trial to the end (default: stop trials far behind at 25%% and 50%% of the steps)")
+    g.add_argument("--funnel-seeds", type=int, default=None,
+                   help=f"fresh seeds each finalist is re-scored on in the funnel (default {d.funnel_seeds})")
     g.add_argument("--max-len", type=int, default=None, help=f"most statements per program (default {d.max_len})")
     g.add_argument("--plateau", type=int, default=None,
                    help=f"evaluations without improvement before a restart (default {d.plateau})")
@@ -82,7 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 _FIELDS = ["init", "tasks", "meta_tasks", "baseline", "steps", "meta_steps", "budget", "time_limit", "seed",
-           "population", "tournament", "batch", "seeds", "factors", "max_len", "plateau", "funnel_every",
+           "population", "tournament", "batch", "seeds", "factors", "lr_protocol", "early_stop", "funnel_seeds",
+           "max_len", "plateau", "funnel_every",
            "funnel_top", "hof_size", "candidate_time_limit", "device", "workers", "backend", "address",
            "gpus_per_worker", "cpus_per_worker", "out"]
 
