@@ -18,7 +18,8 @@ ALL = sorted(TASKS)
 
 # Plain-SGD learning rates that work for each task (measured; a proof the tasks are learnable).
 SGD_LR = {"quadratic": 0.5, "logistic": 1.0, "mlp": 0.3, "convnet": 0.3, "charlm": 0.5,
-          "mlp_large": 0.3, "convnet_large": 0.2, "charlm_large": 0.5}
+          "mlp_large": 0.3, "convnet_large": 0.2, "charlm_large": 0.5,
+          "transformer": 0.2, "transformer_b": 0.3}
 
 
 def sgd(lr: float | torch.Tensor):
@@ -66,6 +67,23 @@ def test_population_helpers_match_per_member_ops():
         torch.testing.assert_close(y[i], x[i] @ w[i] + b[i])
         torch.testing.assert_close(y0[i], x[i] @ w[i])
         torch.testing.assert_close(ln[i], torch.nn.functional.layer_norm(x[i], (6,), gain[i], bias[i]))
+
+
+# Each new search task and its larger configuration for validation.
+HELD_OUT = [("transformer", "transformer_b")]
+
+
+@pytest.mark.parametrize("small,large", HELD_OUT)
+def test_held_out_config_trains_on_other_data(small, large):
+    # Not only more of the same data: another text, or another data seed.
+    from discover.tasks.charlm import text_modules
+    a, b = get_task(small), get_task(large)
+    assert b.steps >= a.steps and a.data_seed != b.data_seed
+    if hasattr(a, "text"):
+        assert set(text_modules(a.text)).isdisjoint(text_modules(b.text))
+    else:
+        a.setup(), b.setup()
+        assert not torch.equal(a.data["x"][:100, :4], b.data["x"][:100, :4])
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -136,7 +154,11 @@ def test_members_are_independent(name):
     assert torch.isnan(val[0]) and torch.isfinite(val[1:]).all()
 
 
-@pytest.mark.parametrize("name", DEFAULT_TASKS + META_TASKS)
+def test_every_task_has_a_measured_sgd_lr():
+    assert set(SGD_LR) == set(TASKS)
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_sgd_reduces_validation_loss(name):
     task = get_task(name)
     seeds = [0, 1]
@@ -222,7 +244,7 @@ def test_time_limit():
     assert res.train_curve.shape == (res.steps_done, 1)
 
 
-@pytest.mark.parametrize("name", ["mlp", "charlm"])
+@pytest.mark.parametrize("name", ["mlp", "charlm", "transformer"])
 def test_pickle_drops_data_and_rebuilds_it(name):
     task = get_task(name)
     task.setup()
