@@ -22,18 +22,19 @@ from .convnet import ConvNet, ConvNetLarge
 from .logistic import Logistic
 from .mlp import MLP, MLPLarge
 from .quadratic import Quadratic
+from .rnn import RNNLM, RNNLMC
 from .train import TrainResult, train_population
 from .transformer import TransformerLM, TransformerLMB
 
 __all__ = ["VALIDATE_TASKS", "Task", "SyntheticTask", "TASKS", "DEFAULT_TASKS", "META_TASKS", "get_task",
            "train_population", "TrainResult", "population_cross_entropy",
            "Quadratic", "Logistic", "MLP", "MLPLarge", "ConvNet", "ConvNetLarge", "CharLM", "CharLMLarge",
-           "TransformerLM", "TransformerLMB"]
+           "TransformerLM", "TransformerLMB", "RNNLM", "RNNLMC"]
 
 #: Registered task classes by name; each builds with no arguments.
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (
     Quadratic, Logistic, MLP, ConvNet, CharLM, MLPLarge, ConvNetLarge, CharLMLarge,
-    TransformerLM, TransformerLMB)}
+    TransformerLM, TransformerLMB, RNNLM, RNNLMC)}
 
 #: Tasks search scores candidates on by default (small and fast).
 DEFAULT_TASKS: list[str] = ["quadratic", "logistic", "mlp", "convnet", "charlm"]

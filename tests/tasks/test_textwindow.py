@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from discover.tasks import charlm
+from discover.tasks.rnn import RNNLM
 from discover.tasks.textwindow import split_text, window_starts
 from discover.tasks.transformer import TransformerLM
 
@@ -21,7 +22,7 @@ def test_split_text_and_window_starts():
     assert not torch.equal(starts, window_starts(1000, 33, 64, step=5, data_seed=4))
 
 
-@pytest.mark.parametrize("cls", [TransformerLM])
+@pytest.mark.parametrize("cls", [TransformerLM, RNNLM])
 def test_windows_come_from_the_right_streams(cls):
     task = cls(max_chars=20_000)
     task.setup()
