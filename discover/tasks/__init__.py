@@ -22,6 +22,7 @@ from .convnet import ConvNet, ConvNetLarge
 from .logistic import Logistic
 from .mlp import MLP, MLPLarge
 from .quadratic import Quadratic
+from .resmlp import ResMLP, ResMLPLarge
 from .rnn import RNNLM, RNNLMC
 from .train import TrainResult, train_population
 from .transformer import TransformerLM, TransformerLMB
@@ -29,12 +30,12 @@ from .transformer import TransformerLM, TransformerLMB
 __all__ = ["VALIDATE_TASKS", "Task", "SyntheticTask", "TASKS", "DEFAULT_TASKS", "META_TASKS", "get_task",
            "train_population", "TrainResult", "population_cross_entropy",
            "Quadratic", "Logistic", "MLP", "MLPLarge", "ConvNet", "ConvNetLarge", "CharLM", "CharLMLarge",
-           "TransformerLM", "TransformerLMB", "RNNLM", "RNNLMC"]
+           "TransformerLM", "TransformerLMB", "RNNLM", "RNNLMC", "ResMLP", "ResMLPLarge"]
 
 #: Registered task classes by name; each builds with no arguments.
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (
     Quadratic, Logistic, MLP, ConvNet, CharLM, MLPLarge, ConvNetLarge, CharLMLarge,
-    TransformerLM, TransformerLMB, RNNLM, RNNLMC)}
+    TransformerLM, TransformerLMB, RNNLM, RNNLMC, ResMLP, ResMLPLarge)}
 
 #: Tasks search scores candidates on by default (small and fast).
 DEFAULT_TASKS: list[str] = ["quadratic", "logistic", "mlp", "convnet", "charlm"]

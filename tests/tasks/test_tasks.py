@@ -19,7 +19,7 @@ ALL = sorted(TASKS)
 # Plain-SGD learning rates that work for each task (measured; a proof the tasks are learnable).
 SGD_LR = {"quadratic": 0.5, "logistic": 1.0, "mlp": 0.3, "convnet": 0.3, "charlm": 0.5,
           "mlp_large": 0.3, "convnet_large": 0.2, "charlm_large": 0.5,
-          "transformer": 0.2, "transformer_b": 0.3, "rnn": 2.0, "rnn_c": 2.0}
+          "transformer": 0.2, "transformer_b": 0.3, "rnn": 2.0, "rnn_c": 2.0, "resmlp": 0.4, "resmlp_large": 0.4}
 
 
 def sgd(lr: float | torch.Tensor):
@@ -70,7 +70,7 @@ def test_population_helpers_match_per_member_ops():
 
 
 # Each new search task and its larger configuration for validation.
-HELD_OUT = [("transformer", "transformer_b"), ("rnn", "rnn_c")]
+HELD_OUT = [("transformer", "transformer_b"), ("rnn", "rnn_c"), ("resmlp", "resmlp_large")]
 
 
 @pytest.mark.parametrize("small,large", HELD_OUT)
@@ -244,7 +244,7 @@ def test_time_limit():
     assert res.train_curve.shape == (res.steps_done, 1)
 
 
-@pytest.mark.parametrize("name", ["mlp", "charlm", "transformer", "rnn"])
+@pytest.mark.parametrize("name", ["mlp", "charlm", "transformer", "rnn", "resmlp"])
 def test_pickle_drops_data_and_rebuilds_it(name):
     task = get_task(name)
     task.setup()
