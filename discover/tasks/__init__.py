@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 
 from .base import SyntheticTask, Task, population_cross_entropy
+from .bow import BagOfWords, BagOfWordsC
 from .charlm import CharLM, CharLMLarge
 from .convnet import ConvNet, ConvNetLarge
 from .logistic import Logistic
@@ -30,12 +31,13 @@ from .transformer import TransformerLM, TransformerLMB
 __all__ = ["VALIDATE_TASKS", "Task", "SyntheticTask", "TASKS", "DEFAULT_TASKS", "META_TASKS", "get_task",
            "train_population", "TrainResult", "population_cross_entropy",
            "Quadratic", "Logistic", "MLP", "MLPLarge", "ConvNet", "ConvNetLarge", "CharLM", "CharLMLarge",
-           "TransformerLM", "TransformerLMB", "RNNLM", "RNNLMC", "ResMLP", "ResMLPLarge"]
+           "TransformerLM", "TransformerLMB", "RNNLM", "RNNLMC", "ResMLP", "ResMLPLarge",
+           "BagOfWords", "BagOfWordsC"]
 
 #: Registered task classes by name; each builds with no arguments.
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (
     Quadratic, Logistic, MLP, ConvNet, CharLM, MLPLarge, ConvNetLarge, CharLMLarge,
-    TransformerLM, TransformerLMB, RNNLM, RNNLMC, ResMLP, ResMLPLarge)}
+    TransformerLM, TransformerLMB, RNNLM, RNNLMC, ResMLP, ResMLPLarge, BagOfWords, BagOfWordsC)}
 
 #: Tasks search scores candidates on by default (small and fast).
 DEFAULT_TASKS: list[str] = ["quadratic", "logistic", "mlp", "convnet", "charlm"]
