@@ -130,6 +130,17 @@ CASES = {
     "radam": ("radam", {}, lambda ps: O.RAdam(ps)),
     "radam-custom": ("radam", dict(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.01),
                      lambda ps: O.RAdam(ps, lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01)),
+    "adamax": ("adamax", {}, lambda ps: O.Adamax(ps)),
+    "adamax-custom": ("adamax", dict(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.01),
+                      lambda ps: O.Adamax(ps, lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01)),
+    # t0=100: the running average ax starts moving at step 101 (see test_asgd_average_matches_torch)
+    "asgd": ("asgd", {}, lambda ps: O.ASGD(ps)),
+    "asgd-custom": ("asgd", dict(lr=3e-3, lambd=0.01, alpha=0.6, t0=100, weight_decay=0.01),
+                    lambda ps: O.ASGD(ps, lr=3e-3, lambd=0.01, alpha=0.6, t0=100, weight_decay=0.01)),
+    "rprop": ("rprop", {}, lambda ps: O.Rprop(ps)),
+    # step sizes that hit both clamps: 1e-3 grows to the 0.01 cap and shrinks towards 1e-4 on sign flips
+    "rprop-custom": ("rprop", dict(lr=1e-3, etaminus=0.3, etaplus=1.1, step_size_min=1e-4, step_size_max=0.01),
+                     lambda ps: O.Rprop(ps, lr=1e-3, etas=(0.3, 1.1), step_sizes=(1e-4, 0.01))),
     "lion": ("lion", {}, lambda ps: LionReference(ps)),
     "lion-custom": ("lion", dict(lr=3e-4, beta1=0.8, beta2=0.95, weight_decay=0.1),
                     lambda ps: LionReference(ps, lr=3e-4, betas=(0.8, 0.95), weight_decay=0.1)),
@@ -270,3 +281,32 @@ def test_a_wrong_formula_is_caught_by_these_tolerances():
         "    return lr / (1 - beta1 ** step) * m / (sqrt(v) + eps), m, v\n")
     got = train(lambda ps: discover.ProgramOptimizer(ps, wrong, backend="reference"), torch.float32)
     assert rel_error(got, reference_run("adam", torch.float32)) > 100 * F32_RTOL
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_asgd_average_matches_torch(backend):
+    """ASGD's product is its running average `ax` (and its eta and mu), which never feeds back
+    into the parameters the other tests compare: held to torch's state directly. With t0=100
+    the average is a plain copy of w for 100 steps and a true running mean after."""
+    hp = dict(lr=3e-3, lambd=0.01, alpha=0.6, t0=100, weight_decay=0.01)
+    with default_dtype(torch.float64):
+        runs = []
+        for make in (lambda ps: O.ASGD(ps, **hp),
+                     lambda ps: discover.ProgramOptimizer(ps, "asgd", backend=backend, **hp)):
+            model, x, y = make_problem(torch.float64)
+            opt = make(list(model.parameters()))
+            for _ in range(STEPS):
+                opt.zero_grad()
+                (model(x) - y).pow(2).mean().backward()
+                opt.step()
+            runs.append((list(model.parameters()), opt))
+    (theirs_p, theirs), (ours_p, ours) = runs
+    ax_theirs = torch.cat([theirs.state[p]["ax"].reshape(-1) for p in theirs_p])
+    ax_ours = torch.cat([ours.state[p]["ax"].reshape(-1) for p in ours_p])
+    w_ours = torch.cat([p.detach().reshape(-1) for p in ours_p])
+    assert rel_error(ax_ours, w_ours) > 1e-3  # the average really differs from the last iterate
+    assert rel_error(ax_ours, ax_theirs) <= F64_RTOL
+    for p, q in zip(ours_p, theirs_p):
+        assert ours.state[p]["eta"] == pytest.approx(theirs.state[q]["eta"].item(), rel=1e-12)
+        assert ours.state[p]["mu"] == pytest.approx(theirs.state[q]["mu"].item(), rel=1e-12)
+        assert ours.state[p]["mu"] == pytest.approx(1 / (STEPS - 100))
