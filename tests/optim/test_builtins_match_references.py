@@ -1,8 +1,10 @@
 """Every built-in program, run as a `ProgramOptimizer`, matches its published reference.
 
-References are independent of discover: the torch.optim classes, a plain-torch
-transcription of the Lion paper's rule, and a plain-torch transcription of
-Lookahead around a torch optimizer. Each is compared over 300 full-batch steps
+References are independent of discover: the torch.optim classes, the
+pytorch_optimizer package's classes at their default flags (Adan, AdEMAMix, ADOPT,
+LAMB, AdaBelief, SignSGD; its `cautious` flag for the Cautious wrapper), a
+plain-torch transcription of the Lion paper's rule, and a plain-torch
+transcription of Lookahead around a torch optimizer. Each is compared over 300 full-batch steps
 of a small MLP, with default and with non-default hyperparameters, on every
 compile backend (except "auto", which is one of the others).
 
@@ -29,6 +31,7 @@ import contextlib
 from functools import lru_cache
 
 import pytest
+import pytorch_optimizer as PO  # a dev dependency: missing, this module fails to import (never skips)
 import torch
 
 import discover
@@ -144,6 +147,41 @@ CASES = {
     "lion": ("lion", {}, lambda ps: LionReference(ps)),
     "lion-custom": ("lion", dict(lr=3e-4, beta1=0.8, beta2=0.95, weight_decay=0.1),
                     lambda ps: LionReference(ps, lr=3e-4, betas=(0.8, 0.95), weight_decay=0.1)),
+    # pytorch_optimizer's classes at their default flags; a betas tuple there is beta1, beta2(, beta3) here
+    "adan": ("adan", {}, lambda ps: PO.Adan(ps)),
+    "adan-custom": ("adan", dict(lr=3e-3, beta1=0.9, beta2=0.8, beta3=0.95, eps=1e-6, weight_decay=0.01),
+                    lambda ps: PO.Adan(ps, lr=3e-3, betas=(0.9, 0.8, 0.95), eps=1e-6, weight_decay=0.01)),
+    "ademamix": ("ademamix", {}, lambda ps: PO.AdEMAMix(ps)),
+    "ademamix-custom": ("ademamix", dict(lr=3e-3, beta1=0.8, beta2=0.99, beta3=0.999, alpha=2.0, eps=1e-6,
+                                         weight_decay=0.01),
+                        lambda ps: PO.AdEMAMix(ps, lr=3e-3, betas=(0.8, 0.99, 0.999), alpha=2.0, eps=1e-6,
+                                               weight_decay=0.01)),
+    "adopt": ("adopt", {}, lambda ps: PO.ADOPT(ps)),
+    "adopt-custom": ("adopt", dict(lr=3e-3, beta1=0.8, beta2=0.99, eps=1e-4, weight_decay=0.01),
+                     lambda ps: PO.ADOPT(ps, lr=3e-3, betas=(0.8, 0.99), eps=1e-4, weight_decay=0.01)),
+    "lamb": ("lamb", {}, lambda ps: PO.Lamb(ps)),  # the clamp of ||w|| at 10: test_lamb_clamps_the_weight_norm
+    "lamb-custom": ("lamb", dict(lr=3e-3, beta1=0.8, beta2=0.99, eps=1e-4, weight_decay=0.01),
+                    lambda ps: PO.Lamb(ps, lr=3e-3, betas=(0.8, 0.99), eps=1e-4, weight_decay=0.01)),
+    "adabelief": ("adabelief", {}, lambda ps: PO.AdaBelief(ps)),
+    "adabelief-custom": ("adabelief", dict(lr=3e-3, beta1=0.8, beta2=0.99, eps=1e-10, weight_decay=0.01),
+                         lambda ps: PO.AdaBelief(ps, lr=3e-3, betas=(0.8, 0.99), eps=1e-10, weight_decay=0.01)),
+    "signum": ("signum", {}, lambda ps: PO.SignSGD(ps)),
+    "signum-custom": ("signum", dict(lr=3e-4, momentum=0.8, weight_decay=0.1),
+                      lambda ps: PO.SignSGD(ps, lr=3e-4, momentum=0.8, weight_decay=0.1)),
+    # Cautious: pytorch_optimizer's `cautious` flag. Its Lion is the paper's C-Lion. For C-AdamW it has no
+    # AdamW with the flag; its AdEMAMix with alpha=0 is torch's AdamW rule exactly (the slow EMA is added
+    # times 0; beta3 then plays no part). The wrapper masks the whole inner update, so it is the published
+    # rule only without weight decay (see programs/cautious.opt): these cases use weight_decay=0.
+    "cautious+lion": ("cautious+lion", {}, lambda ps: PO.Lion(ps, cautious=True)),
+    "cautious+lion-custom": ("cautious+lion", dict(lr=3e-4, beta1=0.8, beta2=0.95),
+                             lambda ps: PO.Lion(ps, lr=3e-4, betas=(0.8, 0.95), cautious=True)),
+    "cautious+adamw": ("cautious+adamw", dict(weight_decay=0.0), lambda ps: PO.AdEMAMix(ps, alpha=0.0, cautious=True)),
+    "cautious+adamw-custom": ("cautious+adamw", dict(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.0),
+                              lambda ps: PO.AdEMAMix(ps, lr=0.01, betas=(0.8, 0.99, 0.5), eps=1e-6, alpha=0.0,
+                                                     cautious=True)),
+    "cautious+adopt": ("cautious+adopt", {}, lambda ps: PO.ADOPT(ps, cautious=True)),
+    "cautious+adopt-custom": ("cautious+adopt", dict(lr=3e-3, beta1=0.8, beta2=0.99, eps=1e-4),
+                              lambda ps: PO.ADOPT(ps, lr=3e-3, betas=(0.8, 0.99), eps=1e-4, cautious=True)),
     "lookahead+adam": ("lookahead+adam", {}, lambda ps: LookaheadReference(ps, O.Adam(ps))),
     "lookahead+adam-custom": ("lookahead+adam", dict(lr=0.01, k=3, alpha=0.7),
                               lambda ps: LookaheadReference(ps, O.Adam(ps, lr=0.01), k=3, alpha=0.7)),
@@ -159,7 +197,10 @@ CASES = {
 
 def test_every_builtin_is_covered_with_default_and_custom_hyperparameters():
     specs = {spec for spec, _, _ in CASES.values()}
-    assert set(discover.builtin_names()) - {"lookahead"} <= specs
+    wrappers = {name for name in discover.builtin_names() if discover.load(name).is_wrapper}
+    assert set(discover.builtin_names()) - wrappers <= specs
+    for wrapper in wrappers:  # each wrapper around at least two programs
+        assert len({spec for spec in specs if spec.startswith(wrapper + "+")}) >= 2
     for spec in specs:
         assert spec in CASES and f"{spec}-custom" in CASES
     for spec, hp, _ in CASES.values():  # custom values really differ from the defaults
@@ -310,3 +351,29 @@ def test_asgd_average_matches_torch(backend):
         assert ours.state[p]["eta"] == pytest.approx(theirs.state[q]["eta"].item(), rel=1e-12)
         assert ours.state[p]["mu"] == pytest.approx(theirs.state[q]["mu"].item(), rel=1e-12)
         assert ours.state[p]["mu"] == pytest.approx(1 / (STEPS - 100))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lamb_clamps_the_weight_norm(backend):
+    """LAMB's trust ratio reads min(||w||, 10) (pytorch_optimizer's Lamb.clamp). The MLP's weights
+    never reach a norm of 10, so here its first layer starts 4x larger (norm ~18.7 throughout):
+    without the clamp the trajectory is 1e-1 away from the reference's."""
+    def run(make):
+        with default_dtype(torch.float64):
+            model, x, y = make_problem(torch.float64)
+            with torch.no_grad():
+                model[0].weight.mul_(4)
+            params = list(model.parameters())
+            opt = make(params)
+            norms = []
+            for _ in range(STEPS):
+                opt.zero_grad()
+                (model(x) - y).pow(2).mean().backward()
+                opt.step()
+                norms.append(params[0].norm().item())
+        return torch.cat([p.detach().reshape(-1) for p in params]), min(norms)
+
+    want, smallest = run(lambda ps: PO.Lamb(ps))
+    assert smallest > 10
+    got, _ = run(lambda ps: discover.ProgramOptimizer(ps, "lamb", backend=backend))
+    assert rel_error(got, want) <= F64_RTOL
