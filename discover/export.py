@@ -31,7 +31,7 @@ from .compile import foreach, standalone
 from .compile.source import comment
 from .lang.ir import Const, Program
 from .lang.printer import unparse
-from .optim import BetasGroup, _as_float, has_betas, with_betas
+from .optim import BetasGroup, _as_float, beta_names, has_betas, with_betas
 
 _HELPERS = (foreach._bl, foreach._fl, foreach._pmap, foreach._as_tensors, foreach._sel, foreach._pre_all)
 _CLASH = {"self", "params", "betas", "super"}  # the class's own argument names, and what __init__ calls
@@ -70,7 +70,8 @@ def _docstring(program: Program, class_name: str) -> str:
     lines += ["", "Hyperparameters (keyword arguments, param-group entries): "
               + (", ".join(f"{h.name}={h.default:g}" for h in program.hparams) or "none") + "."]
     if has_betas(program):
-        lines.append("betas=(beta1, beta2) is accepted too, and kept in step with beta1 and beta2.")
+        names = ", ".join(beta_names(program))
+        lines.append(f"betas=({names}) is accepted too, and kept in step with {names}.")
     lines.append("State per parameter: " + (", ".join(program.state_names) or "none") + ", and step.")
     text = "\n".join(line.rstrip() for line in lines)
     safe = all(ch == "\n" or " " <= ch <= "~" for ch in text) and '"""' not in text
@@ -135,7 +136,8 @@ def export_source(program: Program, class_name: str | None = None) -> str:
     out += ["", "", "_torch, _float, _len, _zip = torch, float, len, zip", "",
             "", "# --- the program's generated step (discover's foreach backend)", step_source.rstrip()]
     if betas:
-        out += ["", "", "# --- betas=(beta1, beta2) kept in step with beta1 and beta2 (as discover.ProgramOptimizer)",
+        names = ", ".join(beta_names(program))
+        out += ["", "", f"# --- betas=({names}) kept in step with {names} (as discover.ProgramOptimizer)",
                 "from torch import Tensor  # noqa: E402"]
         for helper in (_as_float, with_betas, BetasGroup):
             out += ["", "", inspect.getsource(helper).rstrip()]
@@ -149,9 +151,10 @@ def export_source(program: Program, class_name: str | None = None) -> str:
             f"    def __init__({signature}):",
             f"        _defaults = {given}"]
     if betas:
+        targets = ", ".join(f"_defaults[{n!r}]" for n in beta_names(program))
         out += ["        if betas is not None:  # torch's form wins over beta1/beta2",
-                "            _defaults['beta1'], _defaults['beta2'] = betas",
-                "        _defaults['betas'] = (_defaults['beta1'], _defaults['beta2'])"]
+                f"            {targets} = betas",
+                f"        _defaults['betas'] = ({targets})"]
     out += ["        super().__init__(params, _defaults)", ""]
     out += _CLASS_BODY_BETAS if betas else []
     out += _CLASS_BODY

@@ -46,9 +46,11 @@ class ProgramOptimizer(Optimizer):
             or name one: ``"fused"``, ``"foreach"`` or ``"reference"``.
         **hyperparameters: values for the program's hyperparameters; the rest keep
             the program's defaults. Unknown names raise `ValueError` listing the allowed ones.
-            A program with ``beta1`` and ``beta2`` also takes torch's ``betas=(beta1, beta2)``,
-            and its param groups keep ``betas`` in step with them (see `BetasGroup`), so
-            ``OneCycleLR(cycle_momentum=True)`` cycles ``beta1`` as it does for torch's Adam.
+            A program with ``beta1`` and ``beta2`` also takes torch's ``betas=(beta1, beta2)``
+            (``betas=(beta1, beta2, beta3)`` when it also has ``beta3``, as pytorch_optimizer's
+            Adan and AdEMAMix), and its param groups keep ``betas`` in step with them (see
+            `BetasGroup`), so ``OneCycleLR(cycle_momentum=True)`` cycles ``beta1`` as it does for
+            torch's Adam.
 
     Example:
         >>> import torch
@@ -66,7 +68,8 @@ class ProgramOptimizer(Optimizer):
         if self.program.is_wrapper:
             raise ValueError(f"'{self.program.name}' wraps another optimizer's update; "
                              f"give it one to wrap, e.g. '{self.program.name}+adam'")
-        self._betas = has_betas(self.program)
+        self._beta_names = beta_names(self.program)
+        self._betas = bool(self._beta_names)
         self._check_hyperparameters(hyperparameters, "ProgramOptimizer()")
         if self._betas:
             hyperparameters = with_betas(hyperparameters, self.program.defaults, "ProgramOptimizer()")
@@ -85,10 +88,12 @@ class ProgramOptimizer(Optimizer):
                 f"for program '{self.program.name}'; allowed: {', '.join(allowed) or '(none)'}")
         for key in given:
             if key == "betas" and self._betas:
-                value = given[key]
-                if not isinstance(value, (tuple, list)) or len(value) != 2:
-                    raise ValueError(f"{where}: betas must be a pair (beta1, beta2), got {value!r}")
-                self._check_hyperparameters({"beta1": value[0], "beta2": value[1]}, where)
+                value, names = given[key], self._beta_names
+                if not isinstance(value, (tuple, list)) or len(value) != len(names):
+                    kind = "pair" if len(names) == 2 else "triple"
+                    raise ValueError(f"{where}: betas must be a {kind} ({', '.join(names)}) for program "
+                                     f"'{self.program.name}', got {value!r}")
+                self._check_hyperparameters(dict(zip(names, value)), where)
             elif key in allowed:
                 value = given[key]
                 if isinstance(value, Tensor):
@@ -114,7 +119,7 @@ class ProgramOptimizer(Optimizer):
         super().add_param_group(param_group)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load state and param groups (torch's), keeping ``betas`` in step with ``beta1``/``beta2``.
+        """Load state and param groups (torch's), keeping ``betas`` in step with ``beta1``/``beta2`` (/``beta3``).
         A state dict of another program or optimizer is refused, saying what does not fit."""
         self._check_state_dict(state_dict)
         super().load_state_dict(state_dict)
@@ -133,7 +138,7 @@ class ProgramOptimizer(Optimizer):
             self._check_hyperparameters({k: v for k, v in group.items() if k != "params"},
                                         f"{where}: param group {i}", extra=_TORCH_GROUP_KEYS)
             missing = [h for h in self.program.hparam_names
-                       if h not in group and not (self._betas and h in ("beta1", "beta2") and "betas" in group)]
+                       if h not in group and not (h in self._beta_names and "betas" in group)]
             if missing:
                 raise ValueError(f"{where}: param group {i} has no {', '.join(map(repr, missing))} "
                                  f"(program '{name}' has hyperparameters {', '.join(self.program.hparam_names)})")
@@ -215,30 +220,49 @@ class ProgramOptimizer(Optimizer):
 
 
 def has_betas(program: Program) -> bool:
-    """Whether groups get torch's ``betas`` pair: the program has both ``beta1`` and ``beta2``."""
+    """Whether groups get torch's ``betas`` tuple: the program has both ``beta1`` and ``beta2``."""
+    return bool(beta_names(program))
+
+
+def beta_names(program: Program) -> tuple[str, ...]:
+    """The hyperparameters a ``betas`` tuple stands for: ``("beta1", "beta2")``, with ``"beta3"``
+    when the program has it too (pytorch_optimizer's three-beta methods); ``()`` for a program
+    without both ``beta1`` and ``beta2`` (or with a hyperparameter of its own named ``betas``).
+
+    Example:
+        >>> from discover import load
+        >>> beta_names(load("adam")), beta_names(load("adan")), beta_names(load("sgd"))
+        (('beta1', 'beta2'), ('beta1', 'beta2', 'beta3'), ())
+    """
     names = set(program.hparam_names)
-    return {"beta1", "beta2"} <= names and "betas" not in names
+    if not {"beta1", "beta2"} <= names or "betas" in names:
+        return ()
+    return ("beta1", "beta2", "beta3") if "beta3" in names else ("beta1", "beta2")
 
 
 def with_betas(group: dict[str, Any], defaults: dict[str, Any], where: str) -> dict[str, Any]:
-    """`group` with ``beta1``, ``beta2`` and ``betas`` all set and agreeing: from ``betas`` if given,
-    else from ``beta1``/``beta2`` (or `defaults`). A ``betas`` that contradicts a ``beta1``/``beta2``
-    given with it is an error."""
+    """`group` with ``beta1``, ``beta2`` (``beta3`` when `defaults` has it) and ``betas`` all set and
+    agreeing: from ``betas`` if given, else from ``beta1``/``beta2``/``beta3`` (or `defaults`). A
+    ``betas`` that contradicts a ``beta1``/``beta2``/``beta3`` given with it is an error."""
     out = dict(group)
     if "betas" in group:
-        b1, b2 = group["betas"]
-        for name, value in (("beta1", b1), ("beta2", b2)):
+        betas = tuple(group["betas"])
+        names = ("beta1", "beta2", "beta3")[:len(betas)]
+        for name, value in zip(names, betas):
             if name in group and _as_float(group[name]) != _as_float(value):
-                raise ValueError(f"{where}: betas={tuple(group['betas'])!r} and {name}={group[name]!r} disagree; "
+                raise ValueError(f"{where}: betas={betas!r} and {name}={group[name]!r} disagree; "
                                  "give one of them")
     else:
-        b1, b2 = group.get("beta1", defaults["beta1"]), group.get("beta2", defaults["beta2"])
-    out["beta1"], out["beta2"], out["betas"] = b1, b2, (b1, b2)
+        names = ("beta1", "beta2", "beta3") if "beta3" in defaults else ("beta1", "beta2")
+        betas = tuple(group.get(name, defaults[name]) for name in names)
+    for name, value in zip(names, betas):
+        out[name] = value
+    out["betas"] = betas
     return out
 
 
 class BetasGroup(dict):
-    """A param group whose ``betas`` pair and ``beta1``/``beta2`` entries are one setting.
+    """A param group whose ``betas`` tuple and ``beta1``/``beta2`` (/``beta3``) entries are one setting.
 
     torch's schedulers write ``group["betas"]`` (OneCycleLR and CyclicLR cycle beta1 through it)
     while programs read ``beta1``/``beta2``; writing either form updates the other.
@@ -253,13 +277,15 @@ class BetasGroup(dict):
 
     def __setitem__(self, key: str, value: Any) -> None:
         if key == "betas":
-            b1, b2 = value
-            super().__setitem__("beta1", b1)
-            super().__setitem__("beta2", b2)
-            value = (b1, b2)
-        elif key in ("beta1", "beta2") and "betas" in self:
+            value = tuple(value)
+            if "betas" in self and len(value) != len(self["betas"]):
+                names = ", ".join(("beta1", "beta2", "beta3")[:len(self["betas"])])
+                raise ValueError(f"betas must be ({names}) in this param group, got {value!r}")
+            for name, b in zip(("beta1", "beta2", "beta3"), value):
+                super().__setitem__(name, b)
+        elif key in ("beta1", "beta2", "beta3") and "betas" in self:
             super().__setitem__(key, value)
-            value, key = (self["beta1"], self["beta2"]), "betas"
+            value, key = tuple(self[n] for n in ("beta1", "beta2", "beta3") if n in self), "betas"
         super().__setitem__(key, value)
 
     def update(self, *args: Any, **kwargs: Any) -> None:

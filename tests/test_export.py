@@ -29,6 +29,7 @@ PROGRAMS = {  # spec -> hyperparameters given to the optimizer
     "nadam": {"lr": 0.01},
     "adagrad": {"lr": 0.1, "initial_accumulator_value": 0.3},
     "lookahead+adam": {"lr": 0.01, "k": 3},
+    "adan": {"lr": 0.01, "betas": (0.9, 0.8, 0.95)},  # three betas
     "odd": {"lr": 0.03, "torch": 0.7},
 }
 

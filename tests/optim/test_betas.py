@@ -1,10 +1,12 @@
 """torch's ``betas`` convention: accepted by programs with beta1 and beta2, kept in step with them,
 so OneCycleLR's default momentum cycling (which writes ``betas``) drives ``adam`` as it drives
-torch.optim.Adam. References: torch.optim.Adam under the same schedulers."""
+torch.optim.Adam; programs that also have beta3 take a triple (pytorch_optimizer's convention for
+Adan and AdEMAMix). References: torch.optim.Adam and pytorch_optimizer.Adan under the same schedulers."""
 import copy
 import pickle
 
 import pytest
+import pytorch_optimizer
 import torch
 
 from discover import ProgramOptimizer
@@ -121,3 +123,54 @@ def test_bad_betas_are_clear_errors(kwargs, message):
 def test_a_program_without_beta2_takes_no_betas():
     with pytest.raises(ValueError, match="unknown hyperparameter 'betas'"):
         ProgramOptimizer(make_params(), "sgd", betas=(0.9, 0.99))
+
+
+def test_one_cycle_lr_drives_adan_betas_triple_like_pytorch_optimizer():
+    """Three betas: OneCycleLR writes ``(momentum, *betas[1:])`` and beta2, beta3 ride along."""
+    a, b = make_params(), make_params()
+    ours = ProgramOptimizer(a, "adan", lr=0.01, betas=(0.9, 0.8, 0.95), backend="foreach")
+    theirs = pytorch_optimizer.Adan(b, lr=0.01, betas=(0.9, 0.8, 0.95))
+    assert (ours.param_groups[0]["beta2"], ours.param_groups[0]["beta3"]) == (0.8, 0.95)
+    kw = dict(max_lr=0.1, total_steps=16, base_momentum=0.8, max_momentum=0.95)
+    s1 = torch.optim.lr_scheduler.OneCycleLR(ours, **kw)
+    s2 = torch.optim.lr_scheduler.OneCycleLR(theirs, **kw)
+    seen = []
+    for grads in grad_stream(a, 16):
+        step_both([(ours, a), (theirs, b)], grads)
+        s1.step()
+        s2.step()
+        group = ours.param_groups[0]
+        assert group["betas"] == theirs.param_groups[0]["betas"]
+        assert (group["beta1"], group["beta2"], group["beta3"]) == group["betas"]
+        seen.append(group["beta1"])
+    assert min(seen) < 0.85 and max(seen) > 0.9 and group["betas"][1:] == (0.8, 0.95)
+    assert_params_close(a, b)
+
+
+def test_writing_beta3_or_a_betas_triple_keeps_them_in_step():
+    opt = ProgramOptimizer(make_params(), "ademamix")
+    group = opt.param_groups[0]
+    assert group["betas"] == (0.9, 0.999, 0.9999)
+    group["beta3"] = 0.99
+    assert group["betas"] == (0.9, 0.999, 0.99)
+    group["betas"] = (0.8, 0.9, 0.95)
+    assert (group["beta1"], group["beta2"], group["beta3"]) == (0.8, 0.9, 0.95)
+    with pytest.raises(ValueError, match=r"betas must be \(beta1, beta2, beta3\)"):
+        group["betas"] = (0.8, 0.9)
+    restored = ProgramOptimizer(make_params(), "ademamix")
+    restored.load_state_dict(pickle.loads(pickle.dumps(opt.state_dict())))
+    assert restored.param_groups[0]["betas"] == (0.8, 0.9, 0.95)
+    assert restored.param_groups[0]["beta3"] == 0.95
+
+
+@pytest.mark.parametrize("program, betas, message", [
+    ("adan", (0.9, 0.99), r"betas must be a triple \(beta1, beta2, beta3\)"),
+    ("adam", (0.9, 0.99, 0.9), r"betas must be a pair \(beta1, beta2\)"),
+    ("adan", (0.9, 0.8, 0.95), None),
+])
+def test_the_betas_tuple_has_one_entry_per_beta(program, betas, message):
+    if message is None:
+        assert ProgramOptimizer(make_params(), program, betas=betas).param_groups[0]["betas"] == betas
+        return
+    with pytest.raises(ValueError, match=message):
+        ProgramOptimizer(make_params(), program, betas=betas)
