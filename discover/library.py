@@ -4,8 +4,8 @@ Example:
     >>> from discover import load
     >>> load("lookahead+adam").hparam_names
     ('lr', 'beta1', 'beta2', 'eps', 'weight_decay', 'k', 'alpha')
-    >>> sorted(builtin_names())[:3]
-    ['adadelta', 'adagrad', 'adam']
+    >>> [name for name in builtin_names() if load(name).is_wrapper]
+    ['cautious', 'lookahead']
 """
 from __future__ import annotations
 

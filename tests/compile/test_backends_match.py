@@ -8,10 +8,11 @@ import warnings
 import pytest
 import torch
 
-from discover import builtin_names
+from discover import builtin_names, load
 from _stepcheck import assert_close, run
 
-PROGRAMS = [n for n in builtin_names() if n != "lookahead"] + ["lookahead+adam", "lookahead+rmsprop"]
+PROGRAMS = [n for n in builtin_names() if not load(n).is_wrapper] + ["lookahead+adam", "lookahead+rmsprop",
+                                                                 "cautious+adamw", "cautious+lion"]
 BACKENDS = ["foreach", "fused"]
 
 
