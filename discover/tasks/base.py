@@ -77,7 +77,7 @@ class Task(ABC):
 
     #: Short name used in logs and in ``TASKS``.
     name: str = "task"
-    #: One line for task listings: model, data, default steps.
+    #: One line for task listings: model and data (a listing adds the steps and schedule).
     summary: str = ""
     #: Default number of training steps for one search evaluation.
     steps: int = 100

@@ -166,8 +166,7 @@ class BagOfWords(SyntheticTask):
 
     name = "bow"
     steps = 300
-    summary = ("fastText-like bag of hashed char 1-4-grams (8192 x 8), 32 lines of text A per step "
-               "-> their module, 300 steps")
+    summary = "fastText-like bag of hashed char 1-4-grams (8192 x 8) -> module of a text-A line, 32 lines a step"
 
     def __init__(self, buckets: int = 8192, hidden: int = 8, ngrams: tuple[int, int] = (1, 4),
                  text: str | tuple[str, ...] = "a", max_lines: int = 600, batch_size: int = 32,
@@ -263,8 +262,7 @@ class BagOfWordsC(BagOfWords):
 
     name = "bow_c"
     steps = 400
-    summary = ("fastText-like bag of hashed char 1-4-grams (16384 x 8), 32 lines of text C per step "
-               "-> their module, 400 steps")
+    summary = "fastText-like bag of hashed char 1-4-grams (16384 x 8) -> module of a text-C line, 32 lines a step"
 
     def __init__(self, **overrides) -> None:
         kw = dict(buckets=16384, hidden=8, text="c", max_lines=800, data_seed=124)

@@ -173,7 +173,7 @@ class CharLM(SyntheticTask):
 
     name = "charlm"
     steps = 150
-    summary = "MLP char LM (8-char context, emb 16, hidden 128) on text A, 150 steps"
+    summary = "MLP char LM (8-char context, emb 16, hidden 128) on text A"
 
     def __init__(self, context: int = 8, emb: int = 16, hidden: int = 128, max_chars: int = 64_000,
                  batch_size: int = 128, n_val: int = 4096, activation: str = "relu",
@@ -236,7 +236,7 @@ class CharLMLarge(CharLM):
 
     name = "charlm_large"
     steps = 300
-    summary = "MLP char LM (12-char context, hidden 160) on 200k chars of text A, 300 steps"
+    summary = "MLP char LM (12-char context, hidden 160) on 200k chars of text A"
 
     def __init__(self, **overrides) -> None:
         kw = dict(context=12, emb=16, hidden=160, max_chars=200_000, batch_size=128,

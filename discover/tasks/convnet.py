@@ -68,7 +68,7 @@ class ConvNet(SupervisedTask):
     name = "convnet"
     val_chunk = 256  # keeps the (B, N*c1, S, S) activations small for large populations
     steps = 100
-    summary = "2-conv + linear net, 12x12 images of bars in 4 orientations, 100 steps"
+    summary = "2-conv + linear net, 12x12 images of bars in 4 orientations"
 
     def __init__(self, size: int = 12, classes: int = 4, channels: tuple[int, int] = (8, 16),
                  n_train: int = 4096, n_val: int = 1024, batch_size: int = 64,
@@ -128,7 +128,7 @@ class ConvNetLarge(ConvNet):
 
     name = "convnet_large"
     steps = 250
-    summary = "2-conv + linear net (12/24 channels), 16x16 bars in 8 orientations, 250 steps"
+    summary = "2-conv + linear net (12/24 channels), 16x16 bars in 8 orientations"
 
     def __init__(self, **overrides) -> None:
         kw = dict(size=16, classes=8, channels=(12, 24), n_train=8192, n_val=2048,

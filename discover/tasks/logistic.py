@@ -30,7 +30,7 @@ class Logistic(SupervisedTask):
 
     name = "logistic"
     steps = 100
-    summary = "logistic regression, 20 log-scaled Gaussian features, 5% label noise, 100 steps"
+    summary = "logistic regression, 20 log-scaled Gaussian features, 5% label noise"
 
     def __init__(self, features: int = 20, n_train: int = 2048, n_val: int = 1024,
                  batch_size: int = 64, label_noise: float = 0.05, data_seed: int = 11,

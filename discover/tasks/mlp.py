@@ -29,7 +29,7 @@ class MLP(SupervisedTask):
 
     name = "mlp"
     steps = 150
-    summary = "ReLU MLP 16-64-64-6 on a Gaussian-cluster mixture, 150 steps"
+    summary = "ReLU MLP 16-64-64-6 on a Gaussian-cluster mixture"
 
     def __init__(self, in_dim: int = 16, hidden: tuple[int, ...] = (64, 64), classes: int = 6,
                  clusters: int = 3, spread: float = 0.9, n_train: int = 4096, n_val: int = 2048,
@@ -92,7 +92,7 @@ class MLPLarge(MLP):
 
     name = "mlp_large"
     steps = 300
-    summary = "ReLU MLP 32-128-128-10 on another Gaussian-cluster mixture, 300 steps"
+    summary = "ReLU MLP 32-128-128-10 on another Gaussian-cluster mixture"
 
     def __init__(self, **overrides) -> None:
         kw = dict(in_dim=32, hidden=(128, 128), classes=10, clusters=4, spread=1.3,

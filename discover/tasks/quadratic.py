@@ -33,7 +33,7 @@ class Quadratic(SyntheticTask):
 
     name = "quadratic"
     steps = 100
-    summary = "noisy rotated quadratic, dim 100, condition number 3e3, 100 steps"
+    summary = "noisy rotated quadratic, dim 100, condition number 3e3"
 
     def __init__(self, dim: int = 100, condition: float = 3e3, noise: float = 1.0,
                  n_noise: int = 512, data_seed: int = 10, steps: int | None = None) -> None:

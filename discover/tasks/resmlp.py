@@ -60,7 +60,7 @@ class ResMLP(SupervisedTask):
 
     name = "resmlp"
     steps = 300
-    summary = "residual MLP (2 LN blocks, d=32) regressing Student-t inputs with t noise, 300 steps"
+    summary = "residual MLP (2 LN blocks, d=32) regressing Student-t inputs with t noise"
 
     def __init__(self, in_dim: int = 16, out_dim: int = 4, d: int = 32, hidden: int = 64, blocks: int = 2,
                  teacher_hidden: int = 32, teacher_gain: float = 1.5, df: int = 3, noise_df: int = 3,
@@ -140,7 +140,7 @@ class ResMLPLarge(ResMLP):
 
     name = "resmlp_large"
     steps = 400
-    summary = "residual MLP (3 LN blocks, d=64) on other Student-t regression data, 400 steps"
+    summary = "residual MLP (3 LN blocks, d=64) on other Student-t regression data"
 
     def __init__(self, **overrides) -> None:
         kw = dict(in_dim=32, out_dim=8, d=64, hidden=128, blocks=3, teacher_hidden=64,

@@ -140,7 +140,7 @@ class RNNLM(WindowLM):
 
     name = "rnn"
     steps = 300
-    summary = "GRU char LM (emb 16, hidden 48), text A, 6 windows of 32 (full BPTT) per step, 300 steps"
+    summary = "GRU char LM (emb 16, hidden 48), text A, 6 windows of 32 (full BPTT) per step"
 
     def __init__(self, emb: int = 16, hidden: int = 48, context: int = 32, batch_size: int = 6,
                  text: str | tuple[str, ...] = "a", max_chars: int = 64_000, n_val: int = 128,
@@ -197,9 +197,9 @@ class RNNLMC(RNNLM):
 
     name = "rnn_c"
     steps = 400
-    summary = "GRU char LM (emb 24, hidden 80), text C, 4 windows of 48 (full BPTT) per step, 400 steps"
+    summary = "GRU char LM (emb 24, hidden 80), text C, 4 windows of 40 (full BPTT) per step"
 
     def __init__(self, **overrides) -> None:
-        kw = dict(emb=24, hidden=80, context=48, batch_size=4, text="c", max_chars=200_000,
+        kw = dict(emb=24, hidden=80, context=40, batch_size=4, text="c", max_chars=200_000,
                   n_val=128, data_seed=122)
         super().__init__(**{**kw, **overrides})

@@ -53,7 +53,7 @@ class TransformerLM(WindowLM):
 
     name = "transformer"
     steps = 300
-    summary = "2-layer d=32 causal char transformer (pre-LN, 2 heads), text A, 3 windows of 32 per step, 300 steps"
+    summary = "2-layer d=32 causal char transformer (pre-LN, 2 heads), text A, 3 windows of 32 per step"
 
     def __init__(self, d_model: int = 32, n_layers: int = 2, n_heads: int = 2, context: int = 32,
                  batch_size: int = 3, mlp_ratio: int = 4, text: str | tuple[str, ...] = "a",
@@ -130,7 +130,7 @@ class TransformerLMB(TransformerLM):
 
     name = "transformer_b"
     steps = 400
-    summary = "2-layer d=48 causal char transformer (4 heads), text B, 2 windows of 64 per step, 400 steps"
+    summary = "2-layer d=48 causal char transformer (4 heads), text B, 2 windows of 64 per step"
 
     def __init__(self, **overrides) -> None:
         kw = dict(d_model=48, n_layers=2, n_heads=4, context=64, batch_size=2, text="b",
