@@ -3,7 +3,7 @@
 The file needs only torch. It holds, in order: the program text and its formulas
 (comments and the class docstring), the op table's semantics in plain torch
 (`discover.compile.standalone`, copied verbatim), the helpers of the foreach backend
-(copied from `discover.compile.foreach`), the program's generated foreach step, and an
+(`discover.compile.foreach.runtime_source`), the program's generated foreach step, and an
 optimizer class with the program's hyperparameters as keyword arguments with their
 defaults. The class keeps `ProgramOptimizer`'s conventions -- state under the
 program's state names plus ``"step"``, per-parameter step counts, one step per
@@ -33,7 +33,6 @@ from .lang.ir import Const, Program
 from .lang.printer import unparse
 from .optim import BetasGroup, _as_float, beta_names, has_betas, with_betas
 
-_HELPERS = (foreach._bl, foreach._fl, foreach._pmap, foreach._as_tensors, foreach._sel, foreach._pre_all)
 _CLASH = {"self", "params", "betas", "super"}  # the class's own argument names, and what __init__ calls
 
 
@@ -131,8 +130,7 @@ def export_source(program: Program, class_name: str | None = None) -> str:
         "",
         "# --- helpers of discover's foreach backend",
     ]
-    for helper in _HELPERS:
-        out += ["", "", inspect.getsource(helper).rstrip()]
+    out += ["", "", foreach.runtime_source().rstrip()]
     out += ["", "", "_torch, _float, _len, _zip = torch, float, len, zip", "",
             "", "# --- the program's generated step (discover's foreach backend)", step_source.rstrip()]
     if betas:

@@ -66,7 +66,7 @@ from typing import Any, Callable
 import torch
 
 from ..lang.ir import Program
-from .foreach import PD, lower
+from .lower import PD, lower
 
 CHUNK_BYTES: dict[str, int] = {"cpu": 4 << 20, "cuda": 256 << 20}
 """Most bytes of one list of values (per sub-bucket) by device type; see the module docstring."""

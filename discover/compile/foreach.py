@@ -4,7 +4,7 @@ One generated function steps every parameter of one (device, dtype) bucket::
 
     step(params, grads, states, steps, hparams) -> {scalar_state: [value per param]}
 
-How a program is split (the `lower` pass, shared with the fused backend):
+How a program is split (by `discover.compile.lower`, which every backend shares):
 
 - **scalar level** — constants, hyperparameters, ``step``, scalar state and
   everything computed only from them (``lr / (1 - beta1 ** step)``). This part
@@ -44,199 +44,21 @@ Example:
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+import inspect
 from itertools import repeat
 from typing import Any, Callable
 
 import torch
 
-from ..lang.check import check
-from ..lang.ir import Const, Operand, Program, Ref
+from ..lang.ir import Program
 from ..lang.ops import OPS
-from .source import comment, identifier, py_str
-
-# --------------------------------------------------------------------------- lowering
-
-S, PU, PD, T = "S", "PU", "PD", "T"
-"""Value levels: S hyperparameter-only scalar, PU per-tensor scalar known before any tensor
-work (step, scalar state), PD per-tensor scalar from a reduction, T tensor."""
-
-
-@dataclass
-class Val:
-    """One SSA value."""
-
-    id: int
-    name: str  # the user's (or parser's) variable name, for readable code
-    level: str
-    source: str  # "input", "state", "hparam", "stmt"
-    py: str = ""  # its identifier in generated Python
-
-    @property
-    def tensor(self) -> bool:
-        return self.level == T
-
-
-@dataclass
-class Instr:
-    """``dst = op(args)``; args are `Val` or `float` (constants). `op` may be a lowered pseudo-op
-    (``lerp(y, x, weight)``)."""
-
-    dst: Val
-    op: str
-    args: list
-    src: str = ""  # the original statement, for comments
-
-
-@dataclass
-class Lowered:
-    program: Program
-    vals: list[Val]
-    inputs: dict[str, Val]  # 'w', 'g', 'step'
-    hparams: list[Val]
-    states: list[tuple[Any, Val]]  # (State, input Val)
-    instrs: list[Instr]
-    returns: list  # Val or float: update, then each state's final value
-    needed: set = field(default_factory=set)  # ids of values the outputs depend on
-
-
-def _level_of(arg) -> str:
-    return S if isinstance(arg, float) else arg.level
-
-
-def lower(program: Program) -> Lowered:
-    """SSA form (each value's `py` is its mangled identifier in generated code) with value levels; copies are aliases, interp is split as the reference does."""
-    if program.is_wrapper:
-        raise ValueError(f"'{program.name}' wraps another optimizer's update; compile a composition "
-                         f"such as '{program.name}+adam' instead")
-    check(program)
-    vals: list[Val] = []
-
-    def new(name: str, level: str, source: str) -> Val:
-        v = Val(len(vals), name, level, source)
-        vals.append(v)
-        return v
-
-    env: dict[str, Val] = {}
-    inputs: dict[str, Val] = {}
-    for name in program.inputs:
-        inputs[name] = env[name] = new(name, {"w": T, "g": T, "step": PU}[name], "input")
-    states = []
-    for s in program.states:
-        env[s.name] = new(s.name, PU if s.scalar else T, "state")
-        states.append((s, env[s.name]))
-    hparams = []
-    for h in program.hparams:
-        env[h.name] = new(h.name, S, "hparam")
-        hparams.append(env[h.name])
-    instrs: list[Instr] = []
-
-    def operand(a: Operand):
-        return float(a.value) if isinstance(a, Const) else env[a.name]
-
-    def emit(name: str, op: str, args: list, src: str) -> Val:
-        levels = [_level_of(a) for a in args]
-        if op in ("norm", "rms", "mean"):
-            level = PD
-        else:  # the checker's rule: the widest argument type
-            level = next((lv for lv in (T, PD, PU) if lv in levels), S)
-        dst = new(name, level, "stmt")
-        instrs.append(Instr(dst, op, list(args), src))
-        return dst
-
-    for stmt in program.body:
-        args = [operand(a) for a in stmt.args]
-        src = comment(f"{stmt.target} = {stmt.op}({', '.join(_describe(a) for a in stmt.args)})")
-        if stmt.op == "copy":
-            env[stmt.target] = args[0] if isinstance(args[0], Val) else emit(stmt.target, "copy", args, src)
-            continue
-        if stmt.op == "interp":
-            x, y, a = args
-            if _level_of(x) == T and _level_of(y) == T:
-                # torch.lerp(y, x, 1 - a): the weight is computed as the reference does
-                weight = 1.0 - a if isinstance(a, float) else emit("_weight", "sub", [1.0, a], src)
-                env[stmt.target] = emit(stmt.target, "lerp", [y, x, weight], src)
-                continue
-            if T in (_level_of(x), _level_of(y), _level_of(a)) or PD in (_level_of(x), _level_of(y), _level_of(a)):
-                # (1 - a) * x + a * y with tensor arithmetic, as the reference's fallback
-                c = 1.0 - a if isinstance(a, float) else emit("_one_minus", "sub", [1.0, a], src)
-                t1 = emit("_x", "mul", [c, x], src)
-                t2 = emit("_y", "mul", [a, y], src)
-                env[stmt.target] = emit(stmt.target, "add", [t1, t2], src)
-                continue
-        env[stmt.target] = emit(stmt.target, stmt.op, args, src)
-    returns = [operand(a) for a in program.returns]
-    low = Lowered(program, vals, inputs, hparams, states, instrs, returns)
-    # values the outputs need (dead statements are dropped)
-    need = {r.id for r in returns if isinstance(r, Val)}
-    for ins in reversed(instrs):
-        if ins.dst.id in need:
-            need |= {a.id for a in ins.args if isinstance(a, Val)}
-    low.needed = need
-    low.instrs = [i for i in instrs if i.dst.id in need]
-    for v in vals:
-        v.py = _py_name(v)
-    return low
-
-
-REDUCTIONS = ("norm", "rms", "mean")
-
-
-@dataclass
-class ReductionPass:
-    """One pass over memory that a fused kernel makes before its body: the `reductions` it sums,
-    the tensor-level instructions their arguments need (`inputs`, in program order), and the
-    per-tensor instructions computed from its results (`after`)."""
-
-    reductions: list[Instr]
-    inputs: list[Instr]
-    after: list[Instr]
-
-
-def reduction_passes(low: Lowered) -> list[ReductionPass]:
-    """The passes a program's reductions need, in order: a reduction (and what follows from it)
-    needs one pass more than its argument. Raises `ValueError` for a reduction of a non-tensor."""
-    phase: dict[int, int] = {}
-    for ins in low.instrs:
-        p = max((phase.get(a.id, 0) for a in ins.args if isinstance(a, Val)), default=0)
-        if ins.op in REDUCTIONS:
-            if not (isinstance(ins.args[0], Val) and ins.args[0].level == T):
-                raise ValueError(f"{ins.op} of a non-tensor value")
-            p += 1
-        phase[ins.dst.id] = p
-    passes = []
-    for r in range(1, max(phase.values(), default=0) + 1):
-        reds = [i for i in low.instrs if i.op in REDUCTIONS and phase[i.dst.id] == r]
-        need = {i.args[0].id for i in reds}
-        inputs = []
-        for ins in reversed(low.instrs):
-            if ins.dst.level == T and ins.dst.id in need:
-                need |= {a.id for a in ins.args if isinstance(a, Val)}
-                inputs.append(ins)
-        after = [i for i in low.instrs if i.dst.level == PD and i.op not in REDUCTIONS and phase[i.dst.id] == r]
-        passes.append(ReductionPass(reds, inputs[::-1], after))
-    return passes
-
-
-def _describe(a: Operand) -> str:
-    return repr(a.value) if isinstance(a, Const) else a.name
-
+from .chunked import chunked_step
+from .source import comment, py_str
+from . import lower as lower_module
+from .lower import PD, T, Instr, Val, as_floats, level_of, lower, per_param, prologue, run_prologue
 
 # --------------------------------------------------------------------------- runtime helpers
 # Names the generated code sees (all start with '_').
-
-
-def _bl(x: Any, n: int) -> list:
-    """A per-parameter list from a float-or-list."""
-    return x if isinstance(x, (list, tuple)) else [x] * n
-
-
-def _fl(xs: Any) -> Any:
-    """Per-tensor values as Python floats (foreach ops take a ScalarList)."""
-    if isinstance(xs, (list, tuple)):
-        return [float(x) for x in xs]
-    return float(xs)
 
 
 def _pmap(fn: Callable, n: int, *args: Any) -> list:
@@ -255,49 +77,33 @@ def _sel(c: Any, a: Any, b: Any, n: int, like: list | None) -> Any:
     """`where(c, a, b)` for a per-tensor condition: whole values picked per parameter."""
     if not isinstance(c, (list, tuple)):
         out = a if c != 0 else b  # NaN != 0, as torch.where(c != 0, ...)
-        out = _bl(out, n)
+        out = per_param(out, n)
     else:
-        out = [ai if ci != 0 else bi for ci, ai, bi in zip(c, _bl(a, n), _bl(b, n))]
+        out = [ai if ci != 0 else bi for ci, ai, bi in zip(c, per_param(a, n), per_param(b, n))]
     return _as_tensors(out, like) if like is not None else out
-
-
-def _pre_all(pre: Callable, hp: tuple, steps: list, scalars: list[list], n: int) -> tuple:
-    """Run the scalar prologue once if every parameter has the same step and scalar state,
-    else once per distinct (step, scalar state); results are floats or per-parameter lists."""
-    if scalars:
-        keys = list(zip(steps, *scalars))
-        first = keys[0]
-        if keys.count(first) == n:
-            return pre(*hp, *first)
-        memo: dict = {}
-        rows = []
-        for k in keys:
-            r = memo.get(k)
-            if r is None:
-                r = memo[k] = pre(*hp, *k)
-            rows.append(r)
-    else:
-        first = steps[0]
-        if steps.count(first) == n:
-            return pre(*hp, first)
-        memo = {}
-        rows = []
-        for s in steps:
-            r = memo.get(s)
-            if r is None:
-                r = memo[s] = pre(*hp, s)
-            rows.append(r)
-    return tuple(list(col) for col in zip(*rows)) if rows and rows[0] else ()
 
 
 def runtime_namespace() -> dict[str, Any]:
     ns: dict[str, Any] = {
-        "_torch": torch, "_bl": _bl, "_fl": _fl, "_pmap": _pmap, "_sel": _sel,
-        "_pre_all": _pre_all, "_float": float, "_len": len, "_zip": zip,
+        "_torch": torch, "_bl": per_param, "_fl": as_floats, "_pmap": _pmap, "_sel": _sel,
+        "_pre_all": run_prologue, "_float": float, "_len": len, "_zip": zip,
     }
     for name, op in OPS.items():
         ns[f"_F_{name}"] = op.fn
     return ns
+
+
+def runtime_source() -> str:
+    """Python source that defines the helpers generated foreach code calls (`runtime_namespace`
+    less torch, the builtins and the op table's ``_F_<op>``), for files that run generated code
+    without discover (`discover export`). It needs ``math``, ``itertools.repeat`` and, for its
+    type hints, ``from __future__ import annotations``."""
+    helpers = {name: fn for name, fn in runtime_namespace().items()
+               if inspect.isfunction(fn) and fn.__module__ in (__name__, lower_module.__name__)}
+    parts = [inspect.getsource(fn).rstrip() for fn in dict.fromkeys(helpers.values())]
+    parts += [inspect.getsource(fn).rstrip() for fn in (_as_tensors,)]  # what they call
+    parts.append("\n".join(f"{name} = {fn.__name__}" for name, fn in helpers.items() if name != fn.__name__))
+    return "\n\n\n".join(parts) + "\n"
 
 
 # --------------------------------------------------------------------------- code generation
@@ -308,51 +114,6 @@ _UNARY_FOREACH = {
     "arctan": "atan", "cosh": "cosh", "reciprocal": "reciprocal", "neg": "neg",
 }
 _FE = "_torch._foreach_"
-
-
-def _py_name(v: Val) -> str:
-    # the number makes it unique; a name that is not a plain ASCII identifier (it cannot be one
-    # after validation, but generated code never relies on that) is written as `t`
-    return f"{identifier(v.name.lstrip('_'), 't')}__{v.id}"
-
-
-def prologue(low: Lowered) -> tuple[list[str], list[Val]]:
-    """Source of ``_pre(hparams..., step, scalar states...)``: every scalar-level value, computed
-    with the op table's IEEE scalar functions; returns the ones later code (or an output) reads."""
-    pre_instrs = [i for i in low.instrs if i.dst.level in (S, PU)]
-    later = [i for i in low.instrs if i.dst.level in (T, PD)]
-    used_later = {a.id for i in later for a in i.args if isinstance(a, Val)}
-    used_later |= {r.id for r in low.returns if isinstance(r, Val)}
-    scalar_states = [v for s, v in low.states if s.scalar]
-    step_val = low.inputs.get("step")
-    pre_inputs = [step_val.py if step_val else "_step"] + [v.py for v in scalar_states]
-    outputs = [v for v in low.vals if v.level in (S, PU) and v.id in used_later]
-    lines = [f"def _pre({', '.join([v.py for v in low.hparams] + pre_inputs)}):",
-             '    """Scalar prologue: values that depend only on hyperparameters, step and scalar state."""']
-    for v in scalar_states:
-        lines.append(f"    {v.py} = _float({v.py})")
-    for ins in pre_instrs:
-        args = ", ".join(repr(a) if isinstance(a, float) else a.py for a in ins.args)
-        lines.append(f"    {ins.dst.py} = _F_{ins.op}({args})  # {ins.src}")
-    lines.append(f"    return ({''.join(v.py + ', ' for v in outputs)})")
-    return lines, outputs
-
-
-def compile_prologue(low: Lowered) -> Callable[..., tuple]:
-    """`prologue`'s ``_pre`` as a function (for the C++ backends, which take its outputs as a
-    ``double`` array): ``_pre(*hparams, step, *scalar_states) -> outputs``."""
-    ns = runtime_namespace()
-    lines, _ = prologue(low)
-    exec(compile("\n".join(lines) + "\n", f"<discover prologue {low.program.name}>", "exec"), ns)  # noqa: S102 - from the IR
-    return ns["_pre"]
-
-
-def scalar_state_sources(low: Lowered, columns: dict[int, int]) -> list[tuple[str, int | float]]:
-    """For each scalar state: where its new value comes from, a column of the prologue's outputs
-    (`columns` maps value ids to columns) or a constant."""
-    finals = dict(zip([s.name for s, _ in low.states], low.returns[1:]))
-    return [(s.name, columns[finals[s.name].id] if isinstance(finals[s.name], Val) else float(finals[s.name]))
-            for s, _ in low.states if s.scalar]
 
 
 def schedule(instrs: list[Instr], roots: list) -> list[Instr]:
@@ -413,7 +174,8 @@ class _Gen:
         tensor_instrs = schedule([i for i in low.instrs if i.dst.level in (T, PD)], low.returns)
         scalar_states = [v for s, v in low.states if s.scalar]
         tensor_states = [(s, v) for s, v in low.states if not s.scalar]
-        pre_lines, pre_outputs = prologue(low)
+        pre = prologue(low)
+        pre_lines, pre_outputs = pre.lines, pre.outputs
         hp_names = [v.py for v in low.hparams]
         out.append("")
         out.extend(pre_lines)
@@ -473,7 +235,7 @@ class _Gen:
         # a borrowed value keeps its sources alive
         for idx in range(len(instrs) - 1, -1, -1):
             ins = instrs[idx]
-            if ins.dst.level == T and ins.op in ("where",) and _level_of(ins.args[0]) != T:
+            if ins.dst.level == T and ins.op in ("where",) and level_of(ins.args[0]) != T:
                 srcs = [a.id for a in ins.args[1:] if isinstance(a, Val) and a.level == T]
                 borrowed[ins.dst.id] = srcs
                 for s_id in srcs:
@@ -584,7 +346,7 @@ class _Gen:
         op = ins.op
         if op == "norm":
             return f"_torch._foreach_norm({ins.args[0].py})"
-        if op == "where" and _level_of(ins.args[0]) != T:
+        if op == "where" and level_of(ins.args[0]) != T:
             c, a, b = (self.any_arg(x) for x in ins.args)
             return f"_sel({c}, {a}, {b}, _n, None)"
         fn = "_F_sub" if op == "lerp" else f"_F_{op}"
@@ -595,7 +357,7 @@ class _Gen:
     def t_expr(self, ins: Instr, idx: int, can_reuse) -> tuple[str, Val | None]:
         """Code for a tensor-level instruction, and the value whose buffer it writes in place (or None)."""
         op, args = ins.op, ins.args
-        lv = [_level_of(a) for a in args]
+        lv = [level_of(a) for a in args]
         if op in _UNARY_FOREACH or op == "square":
             (x,) = args
             if op == "square":
@@ -672,8 +434,6 @@ def torch_source(program: Program) -> str:
 def compile_foreach(program: Program) -> Callable[..., dict]:
     """The foreach step of `program`: exec of source this module wrote from the IR, run on
     cache-sized slices of large buckets when the program is elementwise (`chunked.py`)."""
-    from .chunked import chunked_step  # chunked imports this module
-
     src = generate(program)
     namespace = runtime_namespace()
     code = compile(src, f"<discover foreach {program.name}>", "exec")

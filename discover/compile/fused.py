@@ -9,7 +9,7 @@ Design (chosen by measurement, see `discover bench step` and ``backends.py``):
   the whole bucket (the index space of all parameters is split evenly between
   threads, so 200 small tensors cost one region, not 200).
 - The scalar part (hyperparameters, ``step``, scalar state: ``lr / (1 - beta1 ** step)``)
-  is the same Python prologue as the foreach backend's, evaluated with the op
+  is the lowering's scalar prologue (`discover.compile.lower`), evaluated with the op
   table's IEEE scalar functions once per step (once per distinct step when
   parameters' steps differ). Its results are passed to the kernel as a ``double``
   array, so **hyperparameters and the step are runtime values**: a scheduler
@@ -63,9 +63,9 @@ import torch
 
 from ..lang.ir import Program
 from . import cxx
+from .foreach import compile_foreach
 from .source import comment
-from .foreach import (PD, S, T, Lowered, Val, _bl, _fl, _pre_all, compile_foreach, compile_prologue, lower, prologue,
-                      reduction_passes, scalar_state_sources)
+from .lower import PD, S, T, Lowered, Val, as_floats, lower, per_param, prologue, reduction_passes, scalar_state_sources
 
 _PARALLEL_MIN = 1 << 16  # elements per bucket below which one thread is faster than waking others
 _WARNED: set[str] = set()
@@ -241,7 +241,7 @@ class _Kernel:
 
     def __init__(self, low: Lowered) -> None:
         self.low = low
-        _, self.k_vals = prologue(low)  # scalar values the kernel reads, in order
+        self.k_vals = prologue(low).outputs  # scalar values the kernel reads, in order
         # per-tensor values from reductions (and what is computed from them) are further
         # columns of each tensor's row, filled by the reduction passes before the body runs
         self.pd_vals = [i.dst for i in low.instrs if i.dst.level == PD]
@@ -510,7 +510,7 @@ def compile_fused(program: Program) -> Callable[..., dict]:
         _warn_once(f"{program.name}:{exc}", f"program '{program.name}' runs on the foreach backend: {exc}")
         return fallback
     low = kernel.low
-    pre = compile_prologue(low)
+    pre = prologue(low)
     hp_names = low.program.hparam_names
     scalar_names = [s.name for s, _ in low.states if s.scalar]
     scalar_out = scalar_state_sources(low, kernel.k_index)
@@ -538,10 +538,10 @@ def compile_fused(program: Program) -> Callable[..., dict]:
             _warn_once("layout", "non-contiguous (or mismatched) tensors use the foreach backend")
             return fallback(params, grads, states, steps, hparams)
         hp = tuple(float(hparams[name]) for name in hp_names)
-        ks = _pre_all(pre, hp, steps, [states[name] for name in scalar_names], n)
+        ks = pre.run(hp, steps, [states[name] for name in scalar_names], n)
         if nphases or any(isinstance(x, list) for x in ks):
             # one row per tensor: the prologue's values, then the reduction passes' columns (if any)
-            cols = [_bl(x, n) for x in ks]
+            cols = [per_param(x, n) for x in ks]
             pad = [0.0] * (ncols - nk)
             vals = array("d", [float(x) for row in zip(*cols) for x in (*row, *pad)] if nk else pad * n)
             kstride = ncols
@@ -562,7 +562,7 @@ def compile_fused(program: Program) -> Callable[..., dict]:
             elif src >= nk:  # a per-tensor value from a reduction pass
                 out[name] = [vals[i * kstride + src] for i in range(n)]
             else:
-                out[name] = _bl(_fl(ks[src]), n)
+                out[name] = per_param(as_floats(ks[src]), n)
         return out
 
     step.__source__ = kernel.source

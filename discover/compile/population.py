@@ -47,8 +47,7 @@ import torch
 from ..lang.ir import Program
 from . import cxx
 from .batched import BatchedStep, compile_batched
-from .foreach import (PD, T, ReductionPass, Val, compile_prologue, lower, prologue, reduction_passes,
-                      scalar_state_sources)
+from .lower import PD, T, ReductionPass, Val, lower, prologue, reduction_passes, scalar_state_sources
 from .fused import _BIN_C, _PRELUDE, _UNARY_C
 
 BLOCK = 256  # elements per block: ~20 float registers of 1 KB stay in L1
@@ -230,7 +229,7 @@ class Bytecode:
     def __init__(self, program: Program) -> None:
         low = lower(program)
         self.low = low
-        _, self.k_vals = prologue(low)
+        self.k_vals = prologue(low).outputs
         self.k_col = {v.id: j for j, v in enumerate(self.k_vals)}
         self.pd_vals = [i.dst for i in low.instrs if i.dst.level == PD]
         self.pd_col = {v.id: len(self.k_vals) + j for j, v in enumerate(self.pd_vals)}
@@ -386,7 +385,7 @@ def compile_population(program: Program) -> BatchedStep:
     fns = {torch.float32: lib.discover_population_f32, torch.float64: lib.discover_population_f64}
     fallback = compile_batched(program)
     low = bc.low
-    pre = compile_prologue(low)
+    pre = prologue(low).fn
     hp_names = low.program.hparam_names
     scalar_names = [s.name for s, _ in low.states if s.scalar]
     scalar_out = scalar_state_sources(low, bc.k_col)

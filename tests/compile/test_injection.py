@@ -18,7 +18,7 @@ import torch
 from discover import ProgramError, ProgramOptimizer, parse
 from discover.compile import fused, torch_source
 from discover.compile.batched import compile_batched, init_states
-from discover.compile.foreach import compile_prologue, lower
+from discover.compile.lower import lower, prologue
 from discover.compile.population import population_step
 from discover.compile.source import comment
 from discover.evaluate.work import ensure_lr
@@ -128,7 +128,7 @@ def test_hostile_docs_in_every_generated_source(marker):
     evil = plain.with_(doc="\n".join(hostile_strings(marker)))
     assert torch_source(evil) == torch_source(plain)  # the doc is not written into code at all
     assert fused.kernel_source(evil) == fused.kernel_source(plain)
-    compile_prologue(lower(evil))
+    prologue(lower(evil))
     _python_identifiers_are_plain(torch_source(evil))
 
 
@@ -137,7 +137,7 @@ def test_hostile_docs_in_every_generated_source(marker):
 
 def test_names_are_validated_before_any_generator_runs(marker):
     _, evil, _ = _pair(marker)
-    for generate in (torch_source, fused.kernel_source, lambda p: compile_prologue(lower(p)), population_step):
+    for generate in (torch_source, fused.kernel_source, lambda p: prologue(lower(p)), population_step):
         with pytest.raises(ProgramError, match="not an identifier"):
             generate(evil)
 
