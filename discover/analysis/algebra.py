@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import count
 from typing import Any
 
@@ -38,11 +39,6 @@ from ..lang.ops import OPS
 from .canonical import base_name
 
 _MAX_OPS_FOR_SIMPLIFY = 40
-_FUNCS = {"Abs": "abs", "sign": "sign", "exp": "exp", "log": "log", "tanh": "tanh", "sin": "sin",
-          "cos": "cos", "asin": "arcsin", "atan": "arctan", "cosh": "cosh",
-          "norm": "norm", "rms": "rms", "mean": "mean"}
-_REL = {"StrictLessThan": "lt", "LessThan": "le", "StrictGreaterThan": "gt", "GreaterThan": "ge",
-        "Equality": "eq", "Unequality": "ne"}
 _fresh = count()
 
 
@@ -54,6 +50,28 @@ def _sp():
     import sympy
 
     return sympy
+
+
+@lru_cache(maxsize=None)
+def _inverse() -> tuple[dict[str, str], dict[str, str], dict[Any, str]]:
+    """How sympy expressions map back to ops, read off the op table's sympy forms: ops that are
+    one sympy function of their arguments (``Abs(x)``, ``Mod(x, y)``), comparisons (``Piecewise``
+    of a relation) and powers of their argument (``x**2`` is ``square``)."""
+    sp = _sp()
+    funcs: dict[str, str] = {}
+    relations: dict[str, str] = {}
+    powers: dict[Any, str] = {}
+    for name, op in OPS.items():
+        args = [sp.Symbol(f"x{k}", real=True) for k in range(op.arity)]
+        e = op.sympy(*args)
+        if isinstance(e, sp.Function) and tuple(e.args) == tuple(args) and not isinstance(e, (sp.Min, sp.Max)):
+            funcs.setdefault(type(e).__name__, name)
+        elif isinstance(e, sp.Piecewise) and len(e.args) == 2 and (e.args[0].expr, e.args[1].expr) == (1, 0) \
+                and tuple(e.args[0].cond.args) == tuple(args):
+            relations.setdefault(type(e.args[0].cond).__name__, name)
+        elif op.arity == 1 and e.is_Pow and e.base == args[0] and e.exp.is_Number:
+            powers.setdefault(e.exp, name)
+    return funcs, relations, powers
 
 
 def nice_float(x: float) -> float:
@@ -163,14 +181,11 @@ class Emitter:
         if e.is_Pow:
             return self._pow(*e.as_base_exp())
         name = type(e).__name__
-        if isinstance(e, sp.exp):
-            return self.op("exp", self.emit(e.args[0]))
-        if name in _FUNCS and len(e.args) == 1:
-            return self.op(_FUNCS[name], self.emit(e.args[0]))
+        funcs = _inverse()[0]
         if isinstance(e, (sp.Min, sp.Max)):
             return self._minmax(e)
-        if isinstance(e, sp.Mod):
-            return self.op("mod", self.emit(e.args[0]), self.emit(e.args[1]))
+        if name in funcs and len(e.args) == OPS[funcs[name]].arity:
+            return self.op(funcs[name], *(self.emit(a) for a in e.args))
         if isinstance(e, sp.Piecewise):
             return self._piecewise(e)
         raise Unsupported(name)
@@ -223,14 +238,9 @@ class Emitter:
         sp = _sp()
         if b == sp.E:
             return self.op("exp", self.emit(x))
-        if x == 2:
-            return self.op("square", self.emit(b))
-        if x == sp.Rational(1, 2):
-            return self.op("sqrt", self.emit(b))
-        if x == sp.Rational(-1, 2):
-            return self.op("rsqrt", self.emit(b))
-        if x == -1:
-            return self.op("reciprocal", self.emit(b))
+        for exponent, name in _inverse()[2].items():  # x**2 -> square(x), x**(1/2) -> sqrt(x), ...
+            if x == exponent:
+                return self.op(name, self.emit(b))
         return self.op("pow", self.emit(b), self.emit(x))
 
     def _minmax(self, e) -> Operand:
@@ -252,8 +262,9 @@ class Emitter:
         if len(e.args) == 2 and e.args[1].cond == sp.true:
             (a, cond), (b, _) = e.args
             kind = type(cond).__name__
-            if a == 1 and b == 0 and kind in _REL:
-                return self.op(_REL[kind], self.emit(cond.lhs), self.emit(cond.rhs))
+            relations = _inverse()[1]
+            if a == 1 and b == 0 and kind in relations:
+                return self.op(relations[kind], self.emit(cond.lhs), self.emit(cond.rhs))
             if kind == "Unequality" and cond.rhs == 0:
                 return self.op("where", self.emit(cond.lhs), self.emit(a), self.emit(b))
         raise Unsupported("Piecewise")

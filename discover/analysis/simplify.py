@@ -43,7 +43,7 @@ from .canonical import base_name, dependencies, op_count, to_ssa
 from .fingerprint import equivalent, probe_states
 from .render import expr_text, stmt_text
 
-_COMMUTATIVE = {"add", "mul", "eq", "ne", "minimum", "maximum"}
+_COMMUTATIVE = {name for name, op in OPS.items() if op.commutative}
 
 
 @dataclass

@@ -14,12 +14,12 @@ How a program is split (by `discover.compile.lower`, which every backend shares)
   once and its results are Python floats; otherwise once per distinct step and
   its results are per-parameter lists (foreach ops accept both).
 - **tensor level** — values shaped like ``w``, as lists of tensors, computed
-  with ``torch._foreach_*`` ops. Every op is written the way the reference
-  (``discover.compile.reference``) computes it, so results match it to
-  round-off (``interp`` of two tensors is ``lerp``, ``c / x`` is
-  ``reciprocal(x) * c`` as torch's ``__rtruediv__`` does, ...). Ops with no
-  foreach kernel (comparisons, ``where`` on a tensor condition, ``mod``, ``clip``)
-  run per parameter through the op table's own function.
+  with the ``torch._foreach_*`` calls the op table gives for each op and kind of
+  operands (`discover.lang.ops.Op.foreach_form`), which compute what the reference
+  computes (``interp`` of two tensors is ``lerp``, a number divided by a tensor is
+  ``reciprocal(x) * c`` as torch computes it, ...). Ops with no foreach kernel
+  (comparisons, ``where``, ``mod``, ``clip``) run per parameter through the op
+  table's own function.
 - **per-tensor values from reductions** (``norm``, ``rms``, ``mean``) are lists
   of 0-d tensors, combined per parameter with the op table's functions.
 
@@ -45,17 +45,19 @@ Example:
 from __future__ import annotations
 
 import inspect
+import re
+from functools import lru_cache
 from itertools import repeat
 from typing import Any, Callable
 
 import torch
 
 from ..lang.ir import Program
-from ..lang.ops import OPS
+from ..lang.ops import ALL_OPS
 from .chunked import chunked_step
-from .source import comment, py_str
 from . import lower as lower_module
-from .lower import PD, T, Instr, Val, as_floats, level_of, lower, per_param, prologue, run_prologue
+from .lower import PD, T, Instr, Val, as_floats, distinct, lower, per_param, prologue, py_literal, run_prologue
+from .source import comment, py_str
 
 # --------------------------------------------------------------------------- runtime helpers
 # Names the generated code sees (all start with '_').
@@ -66,29 +68,13 @@ def _pmap(fn: Callable, n: int, *args: Any) -> list:
     return [fn(*xs) for xs in zip(*(a if isinstance(a, (list, tuple)) else repeat(a, n) for a in args))]
 
 
-def _as_tensors(xs: list, like: list) -> list:
-    """Make every entry a tensor shaped like the parameter (a branch of `where` may be a number)."""
-    return [x if isinstance(x, torch.Tensor) and x.shape == w.shape else
-            torch.full_like(w, float(x)) if not isinstance(x, torch.Tensor) else x.expand_as(w).clone()
-            for x, w in zip(xs, like)]
-
-
-def _sel(c: Any, a: Any, b: Any, n: int, like: list | None) -> Any:
-    """`where(c, a, b)` for a per-tensor condition: whole values picked per parameter."""
-    if not isinstance(c, (list, tuple)):
-        out = a if c != 0 else b  # NaN != 0, as torch.where(c != 0, ...)
-        out = per_param(out, n)
-    else:
-        out = [ai if ci != 0 else bi for ci, ai, bi in zip(c, per_param(a, n), per_param(b, n))]
-    return _as_tensors(out, like) if like is not None else out
-
-
 def runtime_namespace() -> dict[str, Any]:
+    """The names generated foreach code may use (all start with ``_``)."""
     ns: dict[str, Any] = {
-        "_torch": torch, "_bl": per_param, "_fl": as_floats, "_pmap": _pmap, "_sel": _sel,
+        "_torch": torch, "_bl": per_param, "_fl": as_floats, "_pmap": _pmap,
         "_pre_all": run_prologue, "_float": float, "_len": len, "_zip": zip,
     }
-    for name, op in OPS.items():
+    for name, op in ALL_OPS.items():
         ns[f"_F_{name}"] = op.fn
     return ns
 
@@ -101,19 +87,29 @@ def runtime_source() -> str:
     helpers = {name: fn for name, fn in runtime_namespace().items()
                if inspect.isfunction(fn) and fn.__module__ in (__name__, lower_module.__name__)}
     parts = [inspect.getsource(fn).rstrip() for fn in dict.fromkeys(helpers.values())]
-    parts += [inspect.getsource(fn).rstrip() for fn in (_as_tensors,)]  # what they call
+    parts += [inspect.getsource(fn).rstrip() for fn in (distinct,)]  # what they call
     parts.append("\n".join(f"{name} = {fn.__name__}" for name, fn in helpers.items() if name != fn.__name__))
     return "\n\n\n".join(parts) + "\n"
 
 
 # --------------------------------------------------------------------------- code generation
 
-_UNARY_FOREACH = {
-    "abs": "abs", "sign": "sign", "sqrt": "sqrt", "rsqrt": "rsqrt", "exp": "exp", "log": "log",
-    "tanh": "tanh", "sigmoid": "sigmoid", "sin": "sin", "cos": "cos", "arcsin": "asin",
-    "arctan": "atan", "cosh": "cosh", "reciprocal": "reciprocal", "neg": "neg",
-}
 _FE = "_torch._foreach_"
+_CALL = re.compile(r"\s*(\w+)\(([^)]*)\)\s*")
+
+
+@lru_cache(maxsize=None)
+def _alternatives(form: str) -> tuple[tuple[tuple[str, tuple], ...], ...]:
+    """An op table foreach form, ``"neg(1); add(_, 0) | ..."``, as alternatives of call sequences:
+    ((function, (argument index or "_", ...)), ...)."""
+    out = []
+    for alternative in form.split("|"):
+        calls = []
+        for call in alternative.split(";"):
+            name, args = _CALL.fullmatch(call).groups()
+            calls.append((name, tuple(a.strip() if a.strip() == "_" else int(a) for a in args.split(","))))
+        out.append(tuple(calls))
+    return tuple(out)
 
 
 def schedule(instrs: list[Instr], roots: list) -> list[Instr]:
@@ -157,13 +153,13 @@ class _Gen:
     def k(self, a) -> str:
         """An argument used as a foreach scalar (float or per-parameter list)."""
         if isinstance(a, float):
-            return repr(a)
+            return py_literal(a)
         if a.level == PD:
             return f"_fl({a.py})"
         return a.py
 
     def any_arg(self, a) -> str:
-        return repr(a) if isinstance(a, float) else a.py
+        return py_literal(a) if isinstance(a, float) else a.py
 
     def source(self) -> str:
         low = self.low
@@ -231,15 +227,6 @@ class _Gen:
         for s, v in tensor_states:
             buf[v.id] = ("state", s.name)
             writable.add(("state", s.name))
-        borrowed: dict[int, list[int]] = {}  # value -> values whose buffers it may share
-        # a borrowed value keeps its sources alive
-        for idx in range(len(instrs) - 1, -1, -1):
-            ins = instrs[idx]
-            if ins.dst.level == T and ins.op in ("where",) and level_of(ins.args[0]) != T:
-                srcs = [a.id for a in ins.args[1:] if isinstance(a, Val) and a.level == T]
-                borrowed[ins.dst.id] = srcs
-                for s_id in srcs:
-                    last[s_id] = max(last.get(s_id, -1), last.get(ins.dst.id, -1))
         holder: dict[Any, int] = {}  # buffer -> value id it currently holds
         for vid, b in buf.items():
             holder[b] = vid
@@ -249,7 +236,7 @@ class _Gen:
             return isinstance(v, Val) and last.get(v.id, -1) <= idx
 
         def can_reuse(v, idx: int) -> bool:
-            if not isinstance(v, Val) or v.level != T or v.id in borrowed:
+            if not isinstance(v, Val) or v.level != T:
                 return False
             b = buf.get(v.id)
             return b is not None and b in writable and holder.get(b) == v.id and dead_after(v, idx)
@@ -279,8 +266,7 @@ class _Gen:
                     into(d, inplace_on)
                 else:
                     out.append(f"    {d.py} = {code}{note}")
-                    if d.id not in borrowed:
-                        fresh(d)
+                    fresh(d)
             # free temporaries that are dead now (their buffers may live on under another name)
             for a in {id(a): a for a in ins.args if isinstance(a, Val)}.values():
                 if a.source == "stmt" and a.level in (T, PD) and dead_after(a, idx):
@@ -291,8 +277,7 @@ class _Gen:
         for (s, v), final in zip(low.states, finals):
             if s.scalar:
                 continue
-            if isinstance(final, Val) and final.level == T and final.id not in borrowed \
-                    and buf.get(final.id) == ("state", s.name):
+            if isinstance(final, Val) and final.level == T and buf.get(final.id) == ("state", s.name):
                 continue  # already in place
             copies.append((s, v, final))
         dests = {("state", s.name) for s, _, _ in copies}
@@ -305,8 +290,6 @@ class _Gen:
                 return set()
             if val.id in state_inputs:
                 return {state_inputs[val.id]}
-            if val.id in borrowed:
-                return set().union(*(sources(low.vals[i]) for i in borrowed[val.id])) | {("borrowed", val.id)}
             return {buf.get(val.id)}
 
         # Values read after a state buffer they live in is overwritten are cloned first, under
@@ -319,10 +302,7 @@ class _Gen:
                 out.append(f"    {kept[val.id]} = _torch._foreach_clone({val.py})  # read it before state buffers are overwritten")
 
         for s, v, final in copies:
-            src = sources(final)
-            clobbered = bool(src & (dests - {("state", s.name)}))
-            unknown = any(isinstance(b, tuple) and b[0] == "borrowed" for b in src) and len(copies) > 1
-            if clobbered or unknown:
+            if sources(final) & (dests - {("state", s.name)}):
                 keep(final)
         if isinstance(update, Val) and update.level == T and (sources(update) & dests):
             keep(update)
@@ -331,7 +311,7 @@ class _Gen:
                 out.append(f"    _torch._foreach_copy_({v.py}, {kept.get(final.id, final.py)})  # new {comment(s.name)}")
             else:
                 out.append(f"    for _s, _x in _zip({v.py}, _bl({self.k(final)}, _n)):  # new {comment(s.name)}")
-                out.append("        _s.fill_(_x)")
+                out.append("        _s.copy_(_x)  # copy_, not fill_: a number beyond the dtype's range is inf, as in the reference")
         if isinstance(update, Val) and update.level == T:
             out.append(f"    _torch._foreach_sub_({wname}, {kept.get(update.id, update.py)})  # w <- w - update")
         else:
@@ -343,82 +323,39 @@ class _Gen:
         out.append(f"    return {{{', '.join(rets)}}}")
 
     def pd_expr(self, ins: Instr) -> str:
-        op = ins.op
-        if op == "norm":
-            return f"_torch._foreach_norm({ins.args[0].py})"
-        if op == "where" and level_of(ins.args[0]) != T:
-            c, a, b = (self.any_arg(x) for x in ins.args)
-            return f"_sel({c}, {a}, {b}, _n, None)"
-        fn = "_F_sub" if op == "lerp" else f"_F_{op}"
-        if op == "lerp":  # lerp never has per-tensor results (both sides are tensors)
-            raise AssertionError("lerp with a per-tensor result")
-        return f"_pmap({fn}, _n, {', '.join(self.any_arg(a) for a in ins.args)})"
+        """Code for a per-tensor value from a reduction: a list of 0-d tensors."""
+        form = ALL_OPS[ins.op].foreach_form(ins.pattern)
+        if form is None:
+            return self.per_param(ins)
+        return self.calls(_alternatives(form)[0], ins, ins.dst.py, in_place=False)
 
     def t_expr(self, ins: Instr, idx: int, can_reuse) -> tuple[str, Val | None]:
-        """Code for a tensor-level instruction, and the value whose buffer it writes in place (or None)."""
-        op, args = ins.op, ins.args
-        lv = [level_of(a) for a in args]
-        if op in _UNARY_FOREACH or op == "square":
-            (x,) = args
-            if op == "square":
-                if can_reuse(x, idx):
-                    return f"{_FE}mul_({x.py}, {x.py})", x
-                return f"{_FE}mul({x.py}, {x.py})", None
-            name = _UNARY_FOREACH[op]
-            if can_reuse(x, idx):
-                return f"{_FE}{name}_({x.py})", x
-            return f"{_FE}{name}({x.py})", None
-        if op in ("add", "mul", "sub", "div") and lv.count(T) == 2:
-            x, y = args
-            if can_reuse(x, idx):
-                return f"{_FE}{op}_({x.py}, {y.py})", x
-            if op in ("add", "mul") and can_reuse(y, idx):
-                return f"{_FE}{op}_({y.py}, {x.py})", y
-            return f"{_FE}{op}({x.py}, {y.py})", None
-        if op in ("add", "mul", "sub", "div", "pow") and lv[0] == T:
-            x, c = args
-            if can_reuse(x, idx):
-                return f"{_FE}{op}_({x.py}, {self.k(c)})", x
-            return f"{_FE}{op}({x.py}, {self.k(c)})", None
-        if op in ("add", "mul") and lv[1] == T:
-            c, x = args
-            if can_reuse(x, idx):
-                return f"{_FE}{op}_({x.py}, {self.k(c)})", x
-            return f"{_FE}{op}({x.py}, {self.k(c)})", None
-        if op == "sub" and lv[1] == T:  # c - x == -x + c exactly (rsub)
-            c, x = args
-            if can_reuse(x, idx):
-                return f"{_FE}neg_({x.py}); {_FE}add_({x.py}, {self.k(c)})", x
-            d = ins.dst.py
-            return f"{_FE}neg({x.py}); {_FE}add_({d}, {self.k(c)})", None
-        if op == "div" and lv[1] == T:  # torch's __rtruediv__: reciprocal(x) * c
-            c, x = args
-            if can_reuse(x, idx):
-                return f"{_FE}reciprocal_({x.py}); {_FE}mul_({x.py}, {self.k(c)})", x
-            d = ins.dst.py
-            return f"{_FE}reciprocal({x.py}); {_FE}mul_({d}, {self.k(c)})", None
-        if op == "pow" and lv.count(T) == 2:
-            x, y = args
-            if can_reuse(x, idx):
-                return f"{_FE}pow_({x.py}, {y.py})", x
-            return f"{_FE}pow({x.py}, {y.py})", None
-        if op in ("minimum", "maximum") and lv.count(T) == 2:
-            x, y = args
-            if can_reuse(x, idx):
-                return f"{_FE}{op}_({x.py}, {y.py})", x
-            return f"{_FE}{op}({x.py}, {y.py})", None
-        if op == "lerp":
-            y, x, wt = args
-            wexpr = wt.py if isinstance(wt, Val) and wt.level == T else self.k(wt)
-            if can_reuse(y, idx):
-                return f"{_FE}lerp_({y.py}, {x.py}, {wexpr})", y
-            return f"{_FE}lerp({y.py}, {x.py}, {wexpr})", None
-        if op == "where" and lv[0] != T:
-            w = self.low.inputs.get("w")
-            c, a, b = (self.any_arg(x) for x in args)
-            return f"_sel({c}, {a}, {b}, _n, {w.py if w else '_params'})", None
-        # no foreach kernel: the op table's function per parameter (exact reference semantics)
-        return f"_pmap(_F_{op}, _n, {', '.join(self.any_arg(a) for a in args)})", None
+        """Code for a tensor-level instruction, and the value whose buffer it writes in place (or None):
+        the op table's foreach form for the operands' pattern, in place where a list may be overwritten."""
+        form = ALL_OPS[ins.op].foreach_form(ins.pattern)
+        if form is None:
+            return self.per_param(ins), None
+        alternatives = _alternatives(form)
+        for calls in alternatives:
+            first = ins.args[calls[0][1][0]]
+            if can_reuse(first, idx):
+                return self.calls(calls, ins, first.py, in_place=True), first
+        return self.calls(alternatives[0], ins, ins.dst.py, in_place=False), None
+
+    def calls(self, calls: tuple, ins: Instr, dst: str, in_place: bool) -> str:
+        """``torch._foreach_*`` calls; after the first, each works in place on the result (``_``)."""
+        code = []
+        for k, (name, args) in enumerate(calls):
+            text = [dst if a == "_" else self.list_arg(ins.args[a]) for a in args]
+            code.append(f"{_FE}{name}{'_' if k or in_place else ''}({', '.join(text)})")
+        return "; ".join(code)
+
+    def list_arg(self, a) -> str:
+        return a.py if isinstance(a, Val) and a.level == T else self.k(a)
+
+    def per_param(self, ins: Instr) -> str:
+        """No foreach kernel: the op table's function per parameter (exactly the reference)."""
+        return f"_pmap(_F_{ins.op}, _n, {', '.join(self.any_arg(a) for a in ins.args)})"
 
 
 def generate(program: Program) -> str:

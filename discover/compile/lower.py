@@ -32,45 +32,61 @@ Example:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..lang.check import check
+from ..lang.check import check, initial_types
 from ..lang.ir import Const, Operand, Program
-from ..lang.ops import OPS
+from ..lang.ops import ALL_OPS, OPS, Type
 from .source import comment, identifier
 
 S, PU, PD, T = "S", "PU", "PD", "T"
 """Value levels: S hyperparameter-only scalar, PU per-tensor scalar known before any tensor
-work (step, scalar state), PD per-tensor scalar from a reduction, T tensor."""
-
-REDUCTIONS = ("norm", "rms", "mean")
+work (step, scalar state), PD per-tensor scalar from a reduction, T tensor. A level is the
+checker's `Type` of the value plus whether a reduction pass must run before it is known."""
 
 
 @dataclass
 class Val:
-    """One SSA value."""
+    """One SSA value: its type (the checker's rule, from the op table) and its `phase`, the
+    number of reduction passes that must run before it is known (0: before any tensor work)."""
 
     id: int
     name: str  # the user's (or parser's) variable name, for readable code
-    level: str
+    type: Type
+    phase: int
     source: str  # "input", "state", "hparam", "stmt"
     py: str = ""  # its identifier in generated Python
 
     @property
+    def level(self) -> str:
+        if self.type == Type.TENSOR:
+            return T
+        if self.type == Type.SCALAR:
+            return S
+        return PD if self.phase else PU
+
+    @property
     def tensor(self) -> bool:
-        return self.level == T
+        return self.type == Type.TENSOR
 
 
 @dataclass
 class Instr:
-    """``dst = op(args)``; args are `Val` or `float` (constants). `op` may be a lowered pseudo-op
-    (``lerp(y, x, weight)``)."""
+    """``dst = op(args)``; args are `Val` or `float` (constants). `op` names an entry of the op
+    table (`discover.lang.ops.ALL_OPS`), possibly one only lowering rules make (``lerp``)."""
 
     dst: Val
     op: str
     args: list
     src: str = ""  # the original statement, for comments
+
+    @property
+    def pattern(self) -> str:
+        """The operand letters (``t``, ``d`` or ``n``, see `discover.lang.ops`) of the arguments,
+        e.g. ``"tn"`` for (tensor, hyperparameter); backend forms are keyed by it."""
+        return "".join(map(kind, self.args))
 
 
 @dataclass
@@ -91,79 +107,97 @@ def level_of(arg: Any) -> str:
     return S if isinstance(arg, float) else arg.level
 
 
+def kind(arg: Any) -> str:
+    """The operand letter of an argument: ``t`` (level T), ``d`` (PD) or ``n`` (S, PU, constants)."""
+    if isinstance(arg, float):
+        return "n"
+    return {T: "t", PD: "d"}.get(arg.level, "n")
+
+
+class _Builder:
+    """Makes values and instructions; what lowering rules see (`discover.lang.ops.Lowering`)."""
+
+    def __init__(self) -> None:
+        self.vals: list[Val] = []
+        self.instrs: list[Instr] = []
+        self.src = ""
+
+    def new(self, name: str, type_: Type, phase: int, source: str) -> Val:
+        v = Val(len(self.vals), name, type_, phase, source)
+        self.vals.append(v)
+        return v
+
+    def kind(self, value: Any) -> str:
+        return kind(value)
+
+    def emit(self, op: str, *args: Any, name: str = "") -> Any:
+        if all(isinstance(a, float) for a in args):  # constants only: folded, as the reference computes them
+            return float(ALL_OPS[op].fn(*args))
+        entry = ALL_OPS[op]
+        types = [Type.SCALAR if isinstance(a, float) else a.type for a in args]
+        phase = max((a.phase for a in args if isinstance(a, Val)), default=0) + (1 if entry.reduction else 0)
+        dst = self.new(name or f"_{op}", entry.result_type(types), phase, "stmt")
+        self.instrs.append(Instr(dst, op, list(args), self.src))
+        return dst
+
+
 def lower(program: Program) -> Lowered:
-    """SSA form (each value's `py` is its mangled identifier in generated code) with value levels; copies are aliases, interp is split as the reference does."""
+    """The program in SSA form with typed values (each value's `py` is its mangled identifier
+    in generated code): copies are aliases, ops with a lowering rule are rewritten by it, and
+    statements no output needs are dropped."""
     if program.is_wrapper:
         raise ValueError(f"'{program.name}' wraps another optimizer's update; compile a composition "
                          f"such as '{program.name}+adam' instead")
     check(program)
-    vals: list[Val] = []
-
-    def new(name: str, level: str, source: str) -> Val:
-        v = Val(len(vals), name, level, source)
-        vals.append(v)
-        return v
-
+    b = _Builder()
     env: dict[str, Val] = {}
     inputs: dict[str, Val] = {}
-    for name in program.inputs:
-        inputs[name] = env[name] = new(name, {"w": T, "g": T, "step": PU}[name], "input")
+    for name, type_ in initial_types(program).items():
+        if name in program.inputs:
+            inputs[name] = env[name] = b.new(name, type_, 0, "input")
     states = []
     for s in program.states:
-        env[s.name] = new(s.name, PU if s.scalar else T, "state")
+        env[s.name] = b.new(s.name, Type.PER_TENSOR if s.scalar else Type.TENSOR, 0, "state")
         states.append((s, env[s.name]))
     hparams = []
     for h in program.hparams:
-        env[h.name] = new(h.name, S, "hparam")
+        env[h.name] = b.new(h.name, Type.SCALAR, 0, "hparam")
         hparams.append(env[h.name])
-    instrs: list[Instr] = []
 
     def operand(a: Operand):
         return float(a.value) if isinstance(a, Const) else env[a.name]
 
-    def emit(name: str, op: str, args: list, src: str) -> Val:
-        levels = [level_of(a) for a in args]
-        if op in REDUCTIONS:
-            level = PD
-        else:  # the checker's rule: the widest argument type
-            level = next((lv for lv in (T, PD, PU) if lv in levels), S)
-        dst = new(name, level, "stmt")
-        instrs.append(Instr(dst, op, list(args), src))
-        return dst
-
     for stmt in program.body:
         args = [operand(a) for a in stmt.args]
-        src = comment(f"{stmt.target} = {stmt.op}({', '.join(_describe(a) for a in stmt.args)})")
-        if stmt.op == "copy":
-            env[stmt.target] = args[0] if isinstance(args[0], Val) else emit(stmt.target, "copy", args, src)
+        b.src = comment(f"{stmt.target} = {stmt.op}({', '.join(_describe(a) for a in stmt.args)})")
+        op = OPS[stmt.op]
+        if stmt.op == "copy" and isinstance(args[0], Val):
+            env[stmt.target] = args[0]  # an alias, not an instruction
             continue
-        if stmt.op == "interp":
-            x, y, a = args
-            if level_of(x) == T and level_of(y) == T:
-                # torch.lerp(y, x, 1 - a): the weight is computed as the reference does
-                weight = 1.0 - a if isinstance(a, float) else emit("_weight", "sub", [1.0, a], src)
-                env[stmt.target] = emit(stmt.target, "lerp", [y, x, weight], src)
-                continue
-            if T in (level_of(x), level_of(y), level_of(a)) or PD in (level_of(x), level_of(y), level_of(a)):
-                # (1 - a) * x + a * y with tensor arithmetic, as the reference's fallback
-                c = 1.0 - a if isinstance(a, float) else emit("_one_minus", "sub", [1.0, a], src)
-                t1 = emit("_x", "mul", [c, x], src)
-                t2 = emit("_y", "mul", [a, y], src)
-                env[stmt.target] = emit(stmt.target, "add", [t1, t2], src)
-                continue
-        env[stmt.target] = emit(stmt.target, stmt.op, args, src)
+        value = op.lowering(b, *args) if op.lowering else None
+        if value is not None:
+            if isinstance(value, Val) and value.source == "stmt":
+                value.name = stmt.target
+            env[stmt.target] = value
+            continue
+        env[stmt.target] = b.emit(stmt.op, *args, name=stmt.target)
     returns = [operand(a) for a in program.returns]
-    low = Lowered(program, vals, inputs, hparams, states, instrs, returns)
+    low = Lowered(program, b.vals, inputs, hparams, states, b.instrs, returns)
     # values the outputs need (dead statements are dropped)
     need = {r.id for r in returns if isinstance(r, Val)}
-    for ins in reversed(instrs):
+    for ins in reversed(b.instrs):
         if ins.dst.id in need:
             need |= {a.id for a in ins.args if isinstance(a, Val)}
     low.needed = need
-    low.instrs = [i for i in instrs if i.dst.id in need]
-    for v in vals:
+    low.instrs = [i for i in b.instrs if i.dst.id in need]
+    for v in b.vals:
         v.py = _py_name(v)
     return low
+
+
+def py_literal(x: float) -> str:
+    """`x` as Python source (``_float('inf')`` where ``repr`` would give a bare name)."""
+    return repr(x) if math.isfinite(x) else f"_float('{x!r}')"
 
 
 def _describe(a: Operand) -> str:
@@ -192,25 +226,18 @@ class ReductionPass:
 
 def reduction_passes(low: Lowered) -> list[ReductionPass]:
     """The passes a program's reductions need, in order: a reduction (and what follows from it)
-    needs one pass more than its argument. Raises `ValueError` for a reduction of a non-tensor."""
-    phase: dict[int, int] = {}
-    for ins in low.instrs:
-        p = max((phase.get(a.id, 0) for a in ins.args if isinstance(a, Val)), default=0)
-        if ins.op in REDUCTIONS:
-            if not (isinstance(ins.args[0], Val) and ins.args[0].level == T):
-                raise ValueError(f"{ins.op} of a non-tensor value")
-            p += 1
-        phase[ins.dst.id] = p
+    needs one pass more than its argument (a value's `phase`)."""
     passes = []
-    for r in range(1, max(phase.values(), default=0) + 1):
-        reds = [i for i in low.instrs if i.op in REDUCTIONS and phase[i.dst.id] == r]
+    for r in range(1, max((i.dst.phase for i in low.instrs), default=0) + 1):
+        reds = [i for i in low.instrs if ALL_OPS[i.op].reduction and i.dst.phase == r]
         need = {i.args[0].id for i in reds}
         inputs = []
         for ins in reversed(low.instrs):
             if ins.dst.level == T and ins.dst.id in need:
                 need |= {a.id for a in ins.args if isinstance(a, Val)}
                 inputs.append(ins)
-        after = [i for i in low.instrs if i.dst.level == PD and i.op not in REDUCTIONS and phase[i.dst.id] == r]
+        after = [i for i in low.instrs
+                 if i.dst.level == PD and not ALL_OPS[i.op].reduction and i.dst.phase == r]
         passes.append(ReductionPass(reds, inputs[::-1], after))
     return passes
 
@@ -249,29 +276,26 @@ def run_prologue(pre: Callable[..., tuple], hp: tuple, steps: list, scalars: lis
     """Run a prologue function for `n` parameters: once if every parameter has the same step and
     scalar state, else once per distinct (step, scalar state); results are floats or per-parameter lists."""
     if scalars:
-        keys = list(zip(steps, *scalars))
-        first = keys[0]
-        if keys.count(first) == n:
-            return pre(*hp, *first)
-        memo: dict = {}
-        rows = []
-        for k in keys:
-            r = memo.get(k)
-            if r is None:
-                r = memo[k] = pre(*hp, *k)
-            rows.append(r)
+        args = list(zip(steps, *scalars))
+        keys = list(map(distinct, args))
     else:
-        first = steps[0]
-        if steps.count(first) == n:
-            return pre(*hp, first)
-        memo = {}
-        rows = []
-        for s in steps:
-            r = memo.get(s)
-            if r is None:
-                r = memo[s] = pre(*hp, s)
-            rows.append(r)
+        keys = args = steps
+    first = keys[0]
+    if keys.count(first) == n:
+        return pre(*hp, *args[0]) if scalars else pre(*hp, first)
+    memo: dict = {}
+    rows = []
+    for key, arg in zip(keys, args):
+        r = memo.get(key)
+        if r is None:
+            r = memo[key] = pre(*hp, *arg) if scalars else pre(*hp, arg)
+        rows.append(r)
     return tuple(list(col) for col in zip(*rows)) if rows and rows[0] else ()
+
+
+def distinct(values: tuple) -> tuple:
+    """`values` as a key that tells 0.0 from -0.0 (equal as numbers, but 1 / x tells them apart)."""
+    return tuple(x if x else (x, math.copysign(1.0, x)) for x in values)
 
 
 def prologue(low: Lowered) -> Prologue:
@@ -301,7 +325,7 @@ def _prologue_source(low: Lowered) -> tuple[list[str], list[Val]]:
     for v in scalar_states:
         lines.append(f"    {v.py} = _float({v.py})")
     for ins in pre_instrs:
-        args = ", ".join(repr(a) if isinstance(a, float) else a.py for a in ins.args)
+        args = ", ".join(py_literal(a) if isinstance(a, float) else a.py for a in ins.args)
         lines.append(f"    {ins.dst.py} = _F_{ins.op}({args})  # {ins.src}")
     lines.append(f"    return ({''.join(v.py + ', ' for v in outputs)})")
     return lines, outputs

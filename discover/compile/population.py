@@ -11,8 +11,8 @@ walks each member's chunk of each parameter in blocks of `BLOCK` elements, runs
 every instruction over the block (a tight vectorized loop on L1-resident
 registers), and writes the new state and ``w - update`` at the end of the block.
 That is one pass over memory with no temporaries, like the fused kernel, and the
-per-op formulas are the fused kernel's own (``fused._UNARY_C``/``_BIN_C``), so
-the two agree to round-off with the reference.
+per-op formulas are the op table's C++ forms (`discover.compile.cxx_forms`), as in
+the fused kernel, so the two agree to round-off with the reference.
 
 Scalars (bias corrections, per-member learning rates, scalar state) come from
 the same scalar prologue as the other backends, computed in float64 once per
@@ -40,50 +40,68 @@ from __future__ import annotations
 
 import ctypes
 from array import array
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 
 from ..lang.ir import Program
 from . import cxx
 from .batched import BatchedStep, compile_batched
-from .lower import PD, T, ReductionPass, Val, lower, prologue, reduction_passes, scalar_state_sources
-from .fused import _BIN_C, _PRELUDE, _UNARY_C
+from ..lang.ops import ALL_OPS
+from . import cxx_forms
+from .lower import (PD, T, Instr, ReductionPass, Val, distinct, lower, prologue, reduction_passes,
+                    scalar_state_sources)
 
 BLOCK = 256  # elements per block: ~20 float registers of 1 KB stay in L1
 _PARALLEL_MIN = 1 << 16  # elements per call below which one thread is faster than waking others
 
 # --------------------------------------------------------------------------- the interpreter (C++)
 
-# Opcodes: each op of the fused kernel's tables, plus the variants whose formula depends on
-# which operand is a scalar (as torch's own semantics do).
-_UNARY = sorted(_UNARY_C)
-_BINARY = sorted(_BIN_C) + ["pow", "powk", "rdiv"]
-_TERNARY = ["where", "lerp"]
-OPCODES = {name: i for i, name in enumerate(["copy"] + _UNARY + _BINARY + _TERNARY)}
-_EXTRA_BIN = {"pow": "std::pow({0}, {1})", "powk": "d_powk({0}, {1})", "rdiv": "((T(1) / {1}) * {0})"}
+# Opcodes: one per C++ form of every elementwise op of the table (an op whose formula depends on
+# which operands are numbers, as ``c / tensor`` does in torch, has one per form); each reduction
+# has one opcode that adds its terms to an accumulator and one that finishes the sum.
+OPCODES: dict[tuple[str, str], int] = {
+    (name, key): i for i, (name, key) in enumerate(
+        (name, key) for name, op in ALL_OPS.items() if not op.reduction for key, _ in op.cxx_forms())}
+_REDUCTIONS = [name for name, op in ALL_OPS.items() if op.reduction]
+_ACCUMULATE, _FINISH = -100, -200  # opcode of reduction j: _ACCUMULATE - j and _FINISH - j
+
+
+def opcode(op: str, pattern: str) -> int:
+    """The opcode of `op` on operands of `pattern` (``"ts"``: a tensor, then a number)."""
+    form = ALL_OPS[op].cxx_form(pattern)
+    if form is None or (op, form[0]) not in OPCODES:
+        raise Unsupported(f"op {op!r} on operands {pattern!r}")
+    return OPCODES[(op, form[0])]
 
 
 def _interpreter_source() -> str:
-    cases = ["  case 0: un(len, o, A, sa, [](T x) { return x; }); break;  // copy"]
-    for name in _UNARY:
-        cases.append(f"  case {OPCODES[name]}: un(len, o, A, sa, [](T x) {{ return {_UNARY_C[name].format('x')}; }}); break;  // {name}")
-    for name in _BINARY:
-        expr = (_BIN_C.get(name) or _EXTRA_BIN[name]).format("x", "y")
-        cases.append(f"  case {OPCODES[name]}: bin(len, o, A, sa, B, sb, [](T x, T y) {{ return {expr}; }}); break;  // {name}")
-    cases.append(f"  case {OPCODES['where']}: ter(len, o, A, sa, B, sb, C, sc, [](T c, T x, T y) {{ return c != T(0) ? x : y; }}); break;")
-    cases.append(f"  case {OPCODES['lerp']}: ter(len, o, A, sa, B, sb, C, sc, [](T s, T e, T w) {{ return d_lerp(s, e, w); }}); break;")
-    return _INTERP.replace("CASES", "\n".join(cases)).replace("BLOCK_SIZE", str(BLOCK)) \
-        .replace("PARALLEL_MIN", str(_PARALLEL_MIN))
+    cases = []
+    run = {1: "un(len, o, A, sa, [](T x)", 2: "bin(len, o, A, sa, B, sb, [](T x, T y)",
+           3: "ter(len, o, A, sa, B, sb, C, sc, [](T x, T y, T z)"}
+    for (name, key), code in OPCODES.items():
+        op = ALL_OPS[name]
+        expr = dict(op.cxx_forms())[key].format(*"xyz"[:op.arity])
+        cases.append(f"  case {code}: {run[op.arity]} {{ return {expr}; }}); break;  // {name} {key}")
+    accumulate = [f"    case {_ACCUMULATE - j}: for (int64_t i = 0; i < len; ++i) "
+                  f"s += {cxx_forms.reduction_term(name, 'double(A[i])')}; break;  // {name}"
+                  for j, name in enumerate(_REDUCTIONS)]
+    finish = [f"    case {_FINISH - j}: *o = {cxx_forms.reduction_finish(name, 'acc[a]', 'size')}; break;  // {name}"
+              for j, name in enumerate(_REDUCTIONS)]
+    return (_INTERP.replace("OP_CASES", "\n".join(cases)).replace("ACCUMULATE_CASES", "\n".join(accumulate))
+            .replace("FINISH_CASES", "\n".join(finish)).replace("BLOCK_SIZE", str(BLOCK))
+            .replace("PARALLEL_MIN", str(_PARALLEL_MIN)).replace("ACC_LAST", str(_ACCUMULATE - len(_REDUCTIONS)))
+            .replace("FIN_FIRST", str(_FINISH)))
 
 
-_INTERP = _PRELUDE + r"""
+_INTERP = cxx_forms.prelude() + r"""
 #include <vector>
 // A block interpreter for programs' tensor parts (generated by discover; the same for every program).
 // Operand x >= 0: tensor slot x (inputs first, then registers); x < 0: scalar -1 - x of the unit's row
 // (the member's scalars, then per-tensor values). An instruction is 5 ints: opcode, destination, a, b, c.
-// Opcode -1 stores a into input slot dst; -3/-4 add a's squares/values to accumulator dst; -5/-6/-7 turn
-// accumulator a into norm/rms/mean in scalar dst; -10 n starts a pass of the next n instructions.
+// Opcode -1 stores a into input slot dst; -100 - j adds the terms of reduction j of a to accumulator dst;
+// -200 - j turns accumulator a into reduction j's value in scalar dst; -10 n starts a pass of the next n
+// instructions.
 template <typename T, typename F> static inline void un(int64_t n, T* o, const T* a, int sa, F f) {
   if (sa) { for (int64_t i = 0; i < n; ++i) o[i] = f(a[i]); }
   else { const T v = f(a[0]); for (int64_t i = 0; i < n; ++i) o[i] = v; }
@@ -105,7 +123,7 @@ template <typename T>
 static inline void exec(int32_t op, T* o, int64_t len, const T* A, int sa, const T* B, int sb, const T* C, int sc) {
   switch (op) {
   case -1: un(len, o, A, sa, [](T x) { return x; }); break;  // store
-CASES
+OP_CASES
   default: break;
   }
 }
@@ -127,10 +145,12 @@ static void unit(const int32_t* code, int64_t ncode, int64_t nin, int64_t nslots
         for (int64_t q = begin; q < end; q += 5) {
           const int32_t op = code[q], d = code[q + 1], a = code[q + 2], b = code[q + 3], c = code[q + 4];
           const T* A = a >= 0 ? slot[a] : kl + (-1 - a);
-          if (op == -3 || op == -4) {  // accumulate (squares or values) in double, in a fixed order
+          if (op <= -100 && op > ACC_LAST) {  // accumulate a reduction's terms in double, in a fixed order
             double s = 0;
-            if (op == -3) { for (int64_t i = 0; i < len; ++i) s += double(A[i]) * double(A[i]); }
-            else { for (int64_t i = 0; i < len; ++i) s += double(A[i]); }
+            switch (op) {
+ACCUMULATE_CASES
+            default: break;
+            }
             acc[d] += s;
             continue;
           }
@@ -143,10 +163,12 @@ static void unit(const int32_t* code, int64_t ncode, int64_t nin, int64_t nslots
     }
     const int32_t op = code[pc], d = code[pc + 1], a = code[pc + 2], b = code[pc + 3], c = code[pc + 4];
     T* o = kl + (-1 - d);  // scalar destinations are columns of the unit's row
-    if (op == -5) *o = T(std::sqrt(acc[a]));  // norm
-    else if (op == -6) *o = T(T(std::sqrt(acc[a])) / T(std::sqrt(double(std::max<int64_t>(size, 1)))));  // rms
-    else if (op == -7) *o = T(acc[a] / double(size));  // mean
-    else exec<T>(op, o, 1, kl + (-1 - a), 0, kl + (-1 - b), 0, kl + (-1 - c), 0);
+    if (op <= FIN_FIRST) {  // finish a reduction
+      switch (op) {
+FINISH_CASES
+      default: break;
+      }
+    } else exec<T>(op, o, 1, kl + (-1 - a), 0, kl + (-1 - b), 0, kl + (-1 - c), 0);
     pc += 5;
   }
 }
@@ -221,7 +243,7 @@ class Bytecode:
     Slots ``0..nin-1`` are the inputs in memory (``w``, then ``g`` if used, then tensor
     states); registers follow. Scalars are columns of the unit's row: the prologue's
     outputs (`k_vals`), the per-tensor values of reductions (`pd_vals`, filled in by the
-    kernel), then `extra` columns computed from the prologue's row (constants, conditions).
+    kernel), then the constants the code reads (`consts`).
     The code is one pass over memory per level of reduction (each followed by the scalar
     code that finishes it), then the body pass that computes and stores everything.
     """
@@ -233,7 +255,7 @@ class Bytecode:
         self.k_col = {v.id: j for j, v in enumerate(self.k_vals)}
         self.pd_vals = [i.dst for i in low.instrs if i.dst.level == PD]
         self.pd_col = {v.id: len(self.k_vals) + j for j, v in enumerate(self.pd_vals)}
-        self.extra: list[Callable[[tuple], float]] = []  # columns after the prologue's and the reductions'
+        self.consts: list[float] = []  # columns after the prologue's and the reductions'
         for (s, _), f in zip(low.states, low.returns[1:]):
             if s.scalar and isinstance(f, Val) and f.level == PD:  # it would differ between parameters
                 raise Unsupported(f"scalar state '{s.name}' computed from a reduction")
@@ -246,42 +268,26 @@ class Bytecode:
         self.code: list[int] = []
         self.nregs = 0
         self.nacc = 0
-        try:
-            passes = reduction_passes(low)
-        except ValueError as exc:
-            raise Unsupported(str(exc)) from None
-        for rp in passes:
+        for rp in reduction_passes(low):
             self._emit_reduction_pass(rp)
         self._emit_body()
-        self.ncols = len(self.k_vals) + len(self.pd_vals) + len(self.extra)
+        self.ncols = len(self.k_vals) + len(self.pd_vals) + len(self.consts)
 
     # ---------------------------------------------------------------- operands
-    def _scalar(self, a: Any, nonzero: bool = False) -> int:
-        """The (negative) operand of a scalar: a prologue or reduction column, or an extra column
-        computed from the prologue's row (a constant, or a condition tested in float64)."""
-        if isinstance(a, Val) and a.level == PD:
-            return -1 - self.pd_col[a.id]  # computed in the tensor's dtype, tested as such
-        if isinstance(a, float):
-            value = (1.0 if a != 0 else 0.0) if nonzero else a  # NaN != 0, as torch.where(c != 0)
-            self.extra.append(lambda row, v=value: v)
-        elif nonzero:  # decided in float64, before the cast to the tensor dtype
-            col = self.k_col[a.id]
-            self.extra.append(lambda row, c=col: 1.0 if row[c] != 0 else 0.0)
-        else:
-            return -1 - self.k_col[a.id]
-        return -1 - (len(self.k_vals) + len(self.pd_vals) + len(self.extra) - 1)
+    def _scalar(self, a: Any) -> int:
+        """The (negative) operand of a number: a prologue or reduction column, or a constant's."""
+        if isinstance(a, Val):
+            return -1 - (self.pd_col[a.id] if a.level == PD else self.k_col[a.id])
+        self.consts.append(a)
+        return -1 - (len(self.k_vals) + len(self.pd_vals) + len(self.consts) - 1)
 
     def _operand(self, a: Any, regs: dict[int, int]) -> int:
         if isinstance(a, Val) and a.level == T:
             return regs[a.id] if a.id in regs else self.slot[a.id]
         return self._scalar(a)
 
-    def _args(self, ins: Any, regs: dict[int, int]) -> list[int]:
-        out = []
-        for j, a in enumerate(ins.args):
-            scalar_cond = ins.op == "where" and j == 0 and not (isinstance(a, Val) and a.level in (T, PD))
-            out.append(self._scalar(a, nonzero=True) if scalar_cond else self._operand(a, regs))
-        return out + [0] * (3 - len(out))
+    def _args(self, ins: Instr, regs: dict[int, int]) -> list[int]:
+        return [self._operand(a, regs) for a in ins.args] + [0] * (3 - len(ins.args))
 
     # ---------------------------------------------------------------- emission
     def _emit_loop(self, instrs: list, sinks: list[tuple[int, int, Any]], stores: list[tuple[int, Any]],
@@ -313,7 +319,7 @@ class Bytecode:
 
         for k, ins in enumerate(instrs):
             args = self._args(ins, regs)
-            op = self._opcode(ins.op, ins.args)
+            op = opcode(ins.op, ins.pattern)
             dying = {a.id for a in ins.args if isinstance(a, Val) and a.id in regs and last.get(a.id) == k}
             free += [regs[i] for i in sorted(dying)]  # a dying argument's register can hold the result
             regs[ins.dst.id] = dst = alloc()
@@ -326,13 +332,14 @@ class Bytecode:
         for slot, f in stores:
             if isinstance(f, Val) and f.level == T and f.id not in regs:
                 r = alloc()
-                self.code += [OPCODES["copy"], r, self.slot[f.id], 0, 0]
+                self.code += [opcode("copy", "t"), r, self.slot[f.id], 0, 0]
                 resolved.append((slot, r))
             else:
                 resolved.append((slot, self._operand(f, regs)))
         if update is not None:
             w_new = alloc()
-            self.code += [OPCODES["sub"], w_new, 0, self._operand(update, regs), 0]
+            pattern = "tt" if isinstance(update, Val) and update.level == T else "ts"
+            self.code += [opcode("sub", pattern), w_new, 0, self._operand(update, regs), 0]
             resolved.append((0, w_new))
         for slot, src in resolved:
             self.code += [-1, slot, src, 0, 0]
@@ -342,12 +349,12 @@ class Bytecode:
     def _emit_reduction_pass(self, rp: ReductionPass) -> None:
         accs = list(range(self.nacc, self.nacc + len(rp.reductions)))
         self.nacc += len(rp.reductions)
-        self._emit_loop(rp.inputs, [(-4 if i.op == "mean" else -3, acc, i.args[0])
+        self._emit_loop(rp.inputs, [(_ACCUMULATE - _REDUCTIONS.index(i.op), acc, i.args[0])
                                     for i, acc in zip(rp.reductions, accs)], [])
         for ins, acc in zip(rp.reductions, accs):  # finish the sums, then what this pass computes from them
-            self.code += [{"norm": -5, "rms": -6, "mean": -7}[ins.op], -1 - self.pd_col[ins.dst.id], acc, 0, 0]
+            self.code += [_FINISH - _REDUCTIONS.index(ins.op), -1 - self.pd_col[ins.dst.id], acc, 0, 0]
         for ins in rp.after:
-            self.code += [self._opcode(ins.op, ins.args), -1 - self.pd_col[ins.dst.id], *self._args(ins, {})]
+            self.code += [opcode(ins.op, ins.pattern), -1 - self.pd_col[ins.dst.id], *self._args(ins, {})]
 
     def _emit_body(self) -> None:
         low = self.low
@@ -355,17 +362,6 @@ class Bytecode:
         stores = [(self.slot[v.id], f) for (s, v), f in zip(low.states, finals)
                   if not s.scalar and not (isinstance(f, Val) and f.id == v.id)]
         self._emit_loop([i for i in low.instrs if i.dst.level == T], [], stores, update)
-
-    @staticmethod
-    def _opcode(op: str, args: list) -> int:
-        tensor = [isinstance(a, Val) and a.level == T for a in args]
-        if op == "pow" and not tensor[1]:
-            op = "powk"  # torch.pow(tensor, scalar) has its own special cases
-        elif op == "div" and not tensor[0] and tensor[1]:
-            op = "rdiv"  # torch's __rtruediv__: reciprocal(x) * c
-        if op not in OPCODES:
-            raise Unsupported(f"op {op!r}")
-        return OPCODES[op]
 
 
 # --------------------------------------------------------------------------- the step
@@ -392,8 +388,7 @@ def compile_population(program: Program) -> BatchedStep:
     tensor_state_names = [s.name for s, _ in bc.tensor_states]
     code = array("i", bc.code)
     nk = bc.ncols
-    extra = bc.extra
-    pd_zeros = [0.0] * len(bc.pd_vals)
+    tail = [0.0] * len(bc.pd_vals) + bc.consts  # the kernel fills in the reductions' columns
 
     def member_hparams(hparams: Mapping[str, Any], n: int) -> list[tuple[float, ...]]:
         """Each member's hyperparameters as floats."""
@@ -419,11 +414,11 @@ def compile_population(program: Program) -> BatchedStep:
         memo: dict = {}
         rows = []
         for i in range(n):
-            key = hp_rows[i] + tuple(col[i] for col in scal)
+            key = distinct(hp_rows[i] + tuple(col[i] for col in scal))
             r = memo.get(key)
             if r is None:
                 out = pre(*hp_rows[i], step, *(col[i] for col in scal))
-                r = memo[key] = list(out) + pd_zeros + [f(out) for f in extra]
+                r = memo[key] = list(out) + tail
             rows.append(r)
         k = array("d", [x for r in rows for x in r]) if nk else array("d", [0.0])
         base = array("q", [_data_ptr(t) for t in zip(*lists) for t in t])

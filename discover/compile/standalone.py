@@ -72,8 +72,11 @@ def _pair(torch_fn):
 def _F_where(c, a, b):
     if not _is_tensor(c, a, b):
         return a if c != 0 else b
-    c = _like(c, a, b)
-    return torch.where(c != 0, _like(a, c, b), _like(b, c, a))
+    if isinstance(c, torch.Tensor):
+        cond = c != 0
+    else:  # a number is tested as a number, not narrowed to the tensors' dtype first
+        cond = torch.tensor(c != 0, device=next(t for t in (a, b) if isinstance(t, torch.Tensor)).device)
+    return torch.where(cond, _like(a, c, b), _like(b, c, a))
 
 
 def _F_interp(x, y, a):
@@ -82,6 +85,12 @@ def _F_interp(x, y, a):
     if _is_tensor(x, y, a):
         return (1 - a) * x + a * y
     return _scalar(None, lambda x, y, a: (1 - a) * x + a * y)(x, y, a)
+
+
+def _F_lerp(start, end, weight):
+    if _is_tensor(start, end, weight):
+        return torch.lerp(_like(start, end, weight), _like(end, start, weight), weight)
+    return _scalar(None, lambda s, e, w: s + w * (e - s))(start, end, weight)
 
 
 def _F_clip(x, c):

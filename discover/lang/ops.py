@@ -1,9 +1,35 @@
 """The op table: the single place that defines an operation of the language.
 
-Each `Op` carries its name, arity, meaning, how it types, its torch
-implementation (which also accepts Python floats, for scalar arithmetic), its
-exact IEEE scalar implementation, its symbolic (sympy) form, how it prints,
-and its mutation weight. Adding an op to the language is one entry in `OPS`.
+Each `Op` carries everything any part of discover needs to know about it:
+
+- its name, arity, meaning (`doc`), *kind* (elementwise, or a reduction of a tensor
+  to one number per tensor), how it prints and parses (`infix`, `prefix`,
+  `precedence`), whether its arguments commute, and its mutation `weight`;
+- its reference semantics `fn` (`discover.lang.semantics`: torch on tensors, exact
+  IEEE float64 on numbers), and for reductions `batched_fn`, per member of a population;
+- its symbolic form `sympy` (the algebra reads it both ways);
+- its backend forms: `cxx`, a C++ expression over the compute type ``T`` (the fused
+  and population kernels; `cxx_helpers` are C++ functions it calls, `cxx_reduce` the
+  sum term and finish of a reduction), and `foreach`, the ``torch._foreach_*`` calls
+  that compute it on lists of tensors;
+- its `lowering` rule, where the backends' plain forms would round differently from
+  the reference (``interp`` of two tensors is ``lerp``, as torch.optim computes EMAs).
+
+Backend forms may depend on what the operands are, as torch's own semantics do: a form is
+keyed by an operand *pattern*, one letter per argument: ``t`` a value shaped like the
+parameter, ``d`` one number per tensor computed in the tensor's dtype (a reduction and what
+follows from it: a 0-d tensor to the reference), ``n`` a number computed in float64 (a
+constant, hyperparameter, step or scalar state: a Python float to the reference); in keys,
+``s`` matches ``d`` or ``n`` and ``*`` anything. The first key that matches is used:
+``div``'s ``st`` form is ``(1 / x) * c``, as torch computes ``c / tensor`` for a Python
+number ``c``. (The forms treat ``d`` values like numbers, where the reference treats them
+as 0-d tensors; ``tests/compile/test_op_table.py`` names the few places that differs.) A pattern with no ``foreach`` form runs per parameter through `fn` (`PER_PARAM`
+says that no pattern has one).
+
+`OPS` are the ops of the language; `KERNEL_OPS` the ones only lowering rules make
+(``lerp``). Adding an elementwise op to the language is one entry in `_OPS` (and its
+row in README's op table); ``tests/lang/test_op_table.py`` checks that every op has
+every form and that every backend computes what `fn` computes.
 
 Values have one of three types, ordered by how much they vary:
 
@@ -21,17 +47,30 @@ Example:
     3
     >>> OPS["interp"].call(2.0, 4.0, 0.25)   # (1 - 0.25) * 2 + 0.25 * 4
     2.5
+    >>> OPS["div"].cxx_form("nt")             # number / tensor, as torch computes it
+    ('st', '((T(1) / {1}) * {0})')
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 import torch
-from torch import Tensor
+
+from . import semantics as sem
+from .semantics import Value
+
+ELEMENTWISE = "elementwise"
+"""Kind of an op computed element by element (numbers broadcast over tensors)."""
+REDUCTION = "reduction"
+"""Kind of an op that reduces a whole tensor to one number per tensor."""
+
+PER_PARAM: Mapping[str, str] = MappingProxyType({})
+"""A `foreach` form with no ``torch._foreach_*`` call: the op runs per parameter through `fn`."""
 
 
 class Type(IntEnum):
@@ -46,8 +85,18 @@ class Type(IntEnum):
         return {0: "scalar", 1: "per-tensor scalar", 2: "tensor"}[int(self)]
 
 
-Number = float
-Value = Any  # a Tensor or a Python float
+class Lowering(Protocol):
+    """What a lowering rule may ask about its arguments and do (`discover.compile.lower`
+    implements it). Arguments are lowered values or float constants."""
+
+    def kind(self, value: Any) -> str:
+        """The operand letter of `value`: ``t`` shaped like the parameter, ``d`` one number per
+        tensor computed in the tensor's dtype (a reduction and what follows from it), ``n`` a
+        number computed in float64 (constants, hyperparameters, step, scalar state)."""
+
+    def emit(self, op: str, *args: Any, name: str = "") -> Any:
+        """A new instruction (no rules applied; constants only are folded), and its value;
+        `name` names the value in generated code."""
 
 
 @dataclass(frozen=True)
@@ -59,12 +108,23 @@ class Op:
     doc: str
     fn: Callable[..., Value]  # tensors and/or floats -> tensor or float
     sympy: Callable[..., Any]  # sympy expressions -> sympy expression
-    reduction: bool = False
+    kind: str = ELEMENTWISE
     infix: str | None = None  # '+', '<', ... for printing and parsing
     prefix: str | None = None  # '-' for neg
     precedence: int = 20  # Python precedence of the printed form (higher binds tighter)
     weight: float = 1.0  # relative probability of being chosen by mutations
-    batched_fn: Callable[..., Value] | None = field(default=None, repr=False)
+    commutative: bool = False  # op(x, y) == op(y, x) for real numbers (common subexpressions)
+    batched_fn: Callable[..., Value] | None = field(default=None, repr=False)  # reductions, per member
+    cxx: "str | Mapping[str, str] | None" = field(default=None, repr=False)  # pattern -> C++ expression
+    cxx_helpers: tuple[str, ...] = field(default=(), repr=False)  # C++ definitions the forms call
+    cxx_reduce: tuple[str, str] | None = field(default=None, repr=False)  # reductions: (term, finish)
+    foreach: "str | Mapping[str, str] | None" = field(default=None, repr=False)  # pattern -> calls
+    lowering: Callable[..., Any] | None = field(default=None, repr=False)  # rule(Lowering, *args)
+
+    @property
+    def reduction(self) -> bool:
+        """True for reductions (a tensor -> one number per tensor)."""
+        return self.kind == REDUCTION
 
     def call(self, *args: Value) -> Value:
         """Apply the op to tensors and/or floats (the per-tensor reference semantics)."""
@@ -81,215 +141,192 @@ class Op:
             return Type.PER_TENSOR
         return max(arg_types, default=Type.SCALAR)
 
+    def cxx_form(self, pattern: str) -> tuple[str, str] | None:
+        """(key, C++ expression) for operands of `pattern` (``"nt"``: a float64 number, then a
+        tensor); the expression's ``{0}``, ``{1}``, ... are the arguments, ``T`` the compute type."""
+        return _form(self.cxx, pattern)
 
-# --------------------------------------------------------------------------- scalars
-# Python's math raises on sqrt(-1), 1/0, log(0) and returns complex numbers from
-# (-8) ** (1/3); the language is exact IEEE arithmetic (NaN and inf propagate as in
-# torch), so scalar arithmetic goes through numpy float64 with warnings silenced.
+    def cxx_forms(self) -> list[tuple[str, str]]:
+        """Every (key, C++ expression) of the op, in order of preference."""
+        return list(_forms(self.cxx, self.arity))
 
-
-def _ieee(fn: Callable[..., Any], fast: Callable[..., Any] | None = None) -> Callable[..., float]:
-    """`fn` on float64 with IEEE results (NaN/inf, never an exception).
-
-    `fast`, where given, is a plain-Python form used whenever it returns a float: for the
-    correctly rounded operations (+ - * / sqrt) it gives numpy's bits; for ``pow`` it is
-    Python's float pow, the one torch.optim's bias corrections use (numpy's own pow can differ
-    in the last bit). Its exceptions and complex results fall through to numpy. About 10x
-    cheaper: scalar prologues run these once per step per optimizer (and per member in search).
-    """
-    def scalar(*args: float) -> float:
-        if fast is not None:
-            try:
-                out = fast(*args)
-                if out.__class__ is float:
-                    return out
-            except (ArithmeticError, ValueError):
-                pass
-        with np.errstate(all="ignore"):
-            return float(fn(*(np.float64(a) for a in args)))
-
-    scalar.__name__ = getattr(fn, "__name__", "scalar")
-    return scalar
+    def foreach_form(self, pattern: str) -> str | None:
+        """The ``torch._foreach_*`` calls for operands of `pattern`, or None (per parameter):
+        ``"add(0, 1) | add(1, 0)"`` are alternatives (the first whose first list argument may be
+        overwritten runs in place), ``"neg(1); add(_, 0)"`` a sequence (``_``: the result so far)."""
+        found = _form(self.foreach, pattern)
+        return found[1] if found else None
 
 
-def _is_tensor(*args: Value) -> bool:
-    return any(isinstance(a, Tensor) for a in args)
+def _forms(spec: "str | Mapping[str, str] | None", arity: int):
+    if spec is None:
+        return ()
+    if isinstance(spec, str):
+        return (("*" * arity, spec),)
+    return tuple(spec.items())
 
 
-def _tensor_like(value: Value, *refs: Value) -> Tensor:
-    """`value` as a tensor with the dtype/device Python-scalar promotion would give."""
-    if isinstance(value, Tensor):
-        return value
-    ref = next(r for r in refs if isinstance(r, Tensor))
-    return torch.as_tensor(value, dtype=ref.dtype, device=ref.device)
+def _form(spec: "str | Mapping[str, str] | None", pattern: str) -> tuple[str, str] | None:
+    for key, form in _forms(spec, len(pattern)):
+        if len(key) == len(pattern) and all(k == p or k == "*" or (k == "s" and p in "dn")
+                                            for k, p in zip(key, pattern)):
+            return key, form
+    return None
 
 
-def _unary(torch_fn: Callable[[Tensor], Tensor], np_fn: Callable[[Any], Any],
-           fast: Callable[[Any], Any] | None = None) -> Callable[[Value], Value]:
-    scalar = _ieee(np_fn, fast)
+# --------------------------------------------------------------------------- C++ helpers
+# Functions some C++ forms call (in the compute type T), gathered into each kernel's prelude.
 
-    def fn(x: Value) -> Value:
-        return torch_fn(x) if isinstance(x, Tensor) else scalar(x)
-
-    return fn
-
-
-def _binary(py_op: Callable[[Any, Any], Any], exact_in_python: bool = True) -> Callable[[Value, Value], Value]:
-    """Arithmetic through Python operators: torch overloads them for tensor/float mixes.
-    `exact_in_python`: Python's float operator gives numpy's bits where it returns a float."""
-    scalar = _ieee(py_op, py_op if exact_in_python else None)
-
-    def fn(x: Value, y: Value) -> Value:
-        return py_op(x, y) if isinstance(x, Tensor) or isinstance(y, Tensor) else scalar(x, y)
-
-    return fn
-
-
-def _compare(py_op: Callable[[Any, Any], Any]) -> Callable[[Value, Value], Value]:
-    """Comparisons give 1.0 / 0.0 in the arguments' floating dtype (no bool type)."""
-
-    def fn(x: Value, y: Value) -> Value:
-        if _is_tensor(x, y):
-            dtype = torch.result_type(x, y)
-            return py_op(x, y).to(dtype)
-        return 1.0 if py_op(float(x), float(y)) else 0.0
-
-    return fn
+_CXX_SIGN = "template <typename T> static inline T d_sign(T x) { return (T)((T(0) < x) - (x < T(0))); }"
+_CXX_LERP = """template <typename T> static inline T d_lerp(T self, T end, T w) {
+  // torch's vectorized lerp: fmadd(coeff, end - self, base)
+  return std::abs(w) < T(0.5) ? std::fma(w, end - self, self) : std::fma(w - T(1), end - self, end);
+}"""
+_CXX_MIN = ("template <typename T> static inline T d_min(T x, T y) { "
+            "return (x != x || y != y) ? std::numeric_limits<T>::quiet_NaN() : std::min(x, y); }")
+_CXX_MAX = ("template <typename T> static inline T d_max(T x, T y) { "
+            "return (x != x || y != y) ? std::numeric_limits<T>::quiet_NaN() : std::max(x, y); }")
+_CXX_CLIP = """template <typename T> static inline T d_clip(T x, T c) {
+  return (c != c) ? std::numeric_limits<T>::quiet_NaN() : std::min(std::max(x, -c), c);
+}"""
+_CXX_MOD = """template <typename T> static inline T d_mod(T a, T b) {
+  T m = std::fmod(a, b);
+  if ((m != 0) && ((b < 0) != (m < 0))) m += b;
+  return m;
+}"""
+_CXX_POWK = """template <typename T> static inline T d_powk(T x, T e) {  // torch.pow(tensor, scalar) special cases
+  if (e == T(2)) return x * x;
+  if (e == T(0.5)) return std::sqrt(x);
+  if (e == T(3)) return x * x * x;
+  if (e == T(-0.5)) return T(1) / std::sqrt(x);
+  if (e == T(-1)) return T(1) / x;
+  if (e == T(-2)) return T(1) / (x * x);
+  return std::pow(x, e);
+}"""
 
 
-def _pair(torch_fn: Callable[[Tensor, Tensor], Tensor], np_fn: Callable[[Any, Any], Any]) -> Callable[[Value, Value], Value]:
-    scalar = _ieee(np_fn)
-
-    def fn(x: Value, y: Value) -> Value:
-        if _is_tensor(x, y):
-            return torch_fn(_tensor_like(x, y), _tensor_like(y, x))
-        return scalar(x, y)
-
-    return fn
-
-
-def _where(c: Value, a: Value, b: Value) -> Value:
-    if not _is_tensor(c, a, b):
-        return a if c != 0 else b  # NaN != 0, as in torch
-    # like every elementwise op, the result broadcasts over all arguments (the checker's
-    # type is the widest of them), also when the condition is a number
-    c = _tensor_like(c, a, b)
-    return torch.where(c != 0, _tensor_like(a, c, b), _tensor_like(b, c, a))
-
-
-def _interp(x: Value, y: Value, a: Value) -> Value:
-    # (1 - a) * x + a * y, written as torch.optim writes EMAs (lerp towards x by 1 - a)
-    # so that programs reproduce torch's rounding.
-    if isinstance(x, Tensor) and isinstance(y, Tensor) and x.shape == y.shape:
-        return torch.lerp(y, x, 1 - a)
-    if _is_tensor(x, y, a):
-        return (1 - a) * x + a * y
-    return _ieee(lambda x, y, a: (1 - a) * x + a * y)(x, y, a)
-
-
-def _clip(x: Value, c: Value) -> Value:
-    if _is_tensor(x, c):
-        x, c = _tensor_like(x, c), _tensor_like(c, x)
-        return torch.clamp(x, -c, c)
-    return _ieee(lambda x, c: np.minimum(np.maximum(x, -c), c))(x, c)
-
-
-def _sign(x: Value) -> Value:
-    # torch.sign(NaN) is 0; scalars follow torch so that every backend agrees.
-    return torch.sign(x) if isinstance(x, Tensor) else (0.0 if x != x else _ieee(np.sign)(x))
-
-
-def _dims(x: Tensor, batched: bool) -> tuple[int, ...] | None:
-    return tuple(range(1, x.dim())) if batched else None
-
-
-def _norm(x: Tensor, batched: bool = False) -> Tensor:
-    return torch.linalg.vector_norm(x, dim=_dims(x, batched), keepdim=batched)
-
-
-def _rms(x: Tensor, batched: bool = False) -> Tensor:
-    count = x[0].numel() if batched else x.numel()
-    return _norm(x, batched) / math.sqrt(max(count, 1))
-
-
-def _mean(x: Tensor, batched: bool = False) -> Tensor:
-    if batched:
-        return x.mean(dim=_dims(x, True), keepdim=True)
-    return x.mean()
-
-
-def _sym():
-    import sympy
-
-    return sympy
-
-
-def _sym_fn(name: str) -> Callable[..., Any]:
-    return lambda *a: _sym().Function(name)(*a)
-
-
-def _sym_cmp(rel: str) -> Callable[[Any, Any], Any]:
-    def f(x: Any, y: Any) -> Any:
-        sp = _sym()
-        cond = getattr(sp, rel)(x, y)
-        return sp.Piecewise((1, cond), (0, True))
-
-    return f
-
+def _cmp_cxx(symbol: str) -> str:
+    return f"({{0}} {symbol} {{1}} ? T(1) : T(0))"
 
 
 def _op(name: str, arity: int, doc: str, fn, sympy, **kw) -> Op:
     return Op(name=name, arity=arity, doc=doc, fn=fn, sympy=sympy, **kw)
 
 
+_SP = sem.sym
 _OPS: list[Op] = [
     # arithmetic
-    _op("add", 2, "x + y", _binary(lambda x, y: x + y), lambda x, y: x + y, infix="+", precedence=11, weight=3),
-    _op("sub", 2, "x - y", _binary(lambda x, y: x - y), lambda x, y: x - y, infix="-", precedence=11, weight=3),
-    _op("mul", 2, "x * y", _binary(lambda x, y: x * y), lambda x, y: x * y, infix="*", precedence=12, weight=3),
-    _op("div", 2, "x / y (exact: x / 0 is inf or NaN)", _binary(lambda x, y: x / y), lambda x, y: x / y, infix="/", precedence=12, weight=2),
-    _op("pow", 2, "x ** y (exact: a negative base with a fractional power is NaN)", _binary(lambda x, y: x**y), lambda x, y: x**y, infix="**", precedence=14, weight=0.5),
-    _op("mod", 2, "x % y, with the sign of y (Python and torch.remainder semantics)", _binary(lambda x, y: x % y, exact_in_python=False), lambda x, y: _sym().Mod(x, y), infix="%", precedence=12, weight=0.2),
-    _op("neg", 1, "-x", lambda x: -x, lambda x: -x, prefix="-", precedence=13, weight=1),
+    _op("add", 2, "x + y", sem.binary(lambda x, y: x + y), lambda x, y: x + y, infix="+", precedence=11, weight=3,
+        commutative=True, cxx="({0} + {1})",
+        foreach={"tt": "add(0, 1) | add(1, 0)", "ts": "add(0, 1)", "st": "add(1, 0)"}),
+    _op("sub", 2, "x - y", sem.binary(lambda x, y: x - y), lambda x, y: x - y, infix="-", precedence=11, weight=3,
+        cxx="({0} - {1})", foreach={"tt": "sub(0, 1)", "ts": "sub(0, 1)", "st": "neg(1); add(_, 0)"}),
+    _op("mul", 2, "x * y", sem.binary(lambda x, y: x * y), lambda x, y: x * y, infix="*", precedence=12, weight=3,
+        commutative=True, cxx="({0} * {1})",
+        foreach={"tt": "mul(0, 1) | mul(1, 0)", "ts": "mul(0, 1)", "st": "mul(1, 0)"}),
+    _op("div", 2, "x / y (exact: x / 0 is inf or NaN)", sem.binary(lambda x, y: x / y), lambda x, y: x / y,
+        infix="/", precedence=12, weight=2,
+        cxx={"st": "((T(1) / {1}) * {0})", "**": "({0} / {1})"},  # number / tensor is reciprocal(x) * c in torch
+        foreach={"tt": "div(0, 1)", "ts": "div(0, 1)", "st": "reciprocal(1); mul(_, 0)"}),
+    _op("pow", 2, "x ** y (exact: a negative base with a fractional power is NaN)", sem.binary(lambda x, y: x**y),
+        lambda x, y: x**y, infix="**", precedence=14, weight=0.5,
+        cxx={"*s": "d_powk({0}, {1})", "**": "std::pow({0}, {1})"}, cxx_helpers=(_CXX_POWK,),
+        foreach={"tt": "pow(0, 1)", "ts": "pow(0, 1)"}),  # a number exponent: torch's special cases
+    _op("mod", 2, "x % y, with the sign of y (Python and torch.remainder semantics)",
+        sem.binary(lambda x, y: x % y, exact_in_python=False), lambda x, y: _SP().Mod(x, y), infix="%",
+        precedence=12, weight=0.2, cxx="d_mod({0}, {1})", cxx_helpers=(_CXX_MOD,), foreach=PER_PARAM),
+    _op("neg", 1, "-x", lambda x: -x, lambda x: -x, prefix="-", precedence=13, weight=1,
+        cxx="(-{0})", foreach={"t": "neg(0)"}),
     # comparisons: 1.0 where true, else 0.0
-    _op("lt", 2, "1 where x < y else 0", _compare(lambda x, y: x < y), _sym_cmp("Lt"), infix="<", precedence=6, weight=0.2),
-    _op("le", 2, "1 where x <= y else 0", _compare(lambda x, y: x <= y), _sym_cmp("Le"), infix="<=", precedence=6, weight=0.2),
-    _op("gt", 2, "1 where x > y else 0", _compare(lambda x, y: x > y), _sym_cmp("Gt"), infix=">", precedence=6, weight=0.2),
-    _op("ge", 2, "1 where x >= y else 0", _compare(lambda x, y: x >= y), _sym_cmp("Ge"), infix=">=", precedence=6, weight=0.2),
-    _op("eq", 2, "1 where x == y else 0", _compare(lambda x, y: x == y), _sym_cmp("Eq"), infix="==", precedence=6, weight=0.1),
-    _op("ne", 2, "1 where x != y else 0", _compare(lambda x, y: x != y), _sym_cmp("Ne"), infix="!=", precedence=6, weight=0.1),
+    _op("lt", 2, "1 where x < y else 0", sem.compare(lambda x, y: x < y), sem.sym_cmp("Lt"), infix="<",
+        precedence=6, weight=0.2, cxx=_cmp_cxx("<"), foreach=PER_PARAM),
+    _op("le", 2, "1 where x <= y else 0", sem.compare(lambda x, y: x <= y), sem.sym_cmp("Le"), infix="<=",
+        precedence=6, weight=0.2, cxx=_cmp_cxx("<="), foreach=PER_PARAM),
+    _op("gt", 2, "1 where x > y else 0", sem.compare(lambda x, y: x > y), sem.sym_cmp("Gt"), infix=">",
+        precedence=6, weight=0.2, cxx=_cmp_cxx(">"), foreach=PER_PARAM),
+    _op("ge", 2, "1 where x >= y else 0", sem.compare(lambda x, y: x >= y), sem.sym_cmp("Ge"), infix=">=",
+        precedence=6, weight=0.2, cxx=_cmp_cxx(">="), foreach=PER_PARAM),
+    _op("eq", 2, "1 where x == y else 0", sem.compare(lambda x, y: x == y), sem.sym_cmp("Eq"), infix="==",
+        precedence=6, weight=0.1, commutative=True, cxx=_cmp_cxx("=="), foreach=PER_PARAM),
+    _op("ne", 2, "1 where x != y else 0", sem.compare(lambda x, y: x != y), sem.sym_cmp("Ne"), infix="!=",
+        precedence=6, weight=0.1, commutative=True, cxx=_cmp_cxx("!="), foreach=PER_PARAM),
     # selection and interpolation
-    _op("where", 3, "a where c != 0 else b", _where, lambda c, a, b: _sym().Piecewise((a, _sym().Ne(c, 0)), (b, True)), weight=0.3),
-    _op("interp", 3, "(1 - a) * x + a * y: an EMA step when y is the average and a its decay", _interp, lambda x, y, a: (1 - a) * x + a * y, weight=3),
+    _op("where", 3, "a where c != 0 else b", sem.where,
+        lambda c, a, b: _SP().Piecewise((a, _SP().Ne(c, 0)), (b, True)), weight=0.3,
+        cxx="(({0} != T(0)) ? {1} : {2})", foreach=PER_PARAM, lowering=sem.lower_where),
+    _op("interp", 3, "(1 - a) * x + a * y: an EMA step when y is the average and a its decay", sem.interp,
+        lambda x, y, a: (1 - a) * x + a * y, weight=3, foreach=PER_PARAM, lowering=sem.lower_interp),
     # elementwise functions
-    _op("abs", 1, "absolute value", _unary(torch.abs, np.abs), lambda x: _sym().Abs(x), weight=1),
-    _op("sign", 1, "-1, 0 or 1 (0 at NaN, as torch.sign)", _sign, lambda x: _sym().sign(x), weight=1.5),
-    _op("sqrt", 1, "square root (NaN below 0)", _unary(torch.sqrt, np.sqrt, math.sqrt), lambda x: _sym().sqrt(x), weight=2),
-    _op("rsqrt", 1, "1 / sqrt(x)", _unary(torch.rsqrt, lambda x: 1 / np.sqrt(x)), lambda x: 1 / _sym().sqrt(x), weight=1),
-    _op("square", 1, "x * x", _unary(torch.square, np.square), lambda x: x**2, weight=1.5),
-    _op("exp", 1, "e ** x", _unary(torch.exp, np.exp), lambda x: _sym().exp(x), weight=0.5),
-    _op("log", 1, "natural log (-inf at 0, NaN below)", _unary(torch.log, np.log), lambda x: _sym().log(x), weight=0.5),
-    _op("tanh", 1, "hyperbolic tangent", _unary(torch.tanh, np.tanh), lambda x: _sym().tanh(x), weight=0.5),
-    _op("sigmoid", 1, "1 / (1 + exp(-x))", _unary(torch.sigmoid, lambda x: 1 / (1 + np.exp(-x))), lambda x: 1 / (1 + _sym().exp(-x)), weight=0.3),
-    _op("sin", 1, "sine", _unary(torch.sin, np.sin), lambda x: _sym().sin(x), weight=0.2),
-    _op("cos", 1, "cosine", _unary(torch.cos, np.cos), lambda x: _sym().cos(x), weight=0.2),
-    _op("arcsin", 1, "inverse sine (NaN outside [-1, 1])", _unary(torch.asin, np.arcsin), lambda x: _sym().asin(x), weight=0.2),
-    _op("arctan", 1, "inverse tangent", _unary(torch.atan, np.arctan), lambda x: _sym().atan(x), weight=0.3),
-    _op("cosh", 1, "hyperbolic cosine", _unary(torch.cosh, np.cosh), lambda x: _sym().cosh(x), weight=0.2),
-    _op("reciprocal", 1, "1 / x", _unary(torch.reciprocal, lambda x: 1 / x), lambda x: 1 / x, weight=0.5),
-    _op("clip", 2, "x clamped to [-c, c]", _clip, lambda x, c: _sym().Min(_sym().Max(x, -c), c), weight=1),
-    _op("minimum", 2, "the smaller of x and y (NaN propagates)", _pair(torch.minimum, np.minimum), lambda x, y: _sym().Min(x, y), weight=0.5),
-    _op("maximum", 2, "the larger of x and y (NaN propagates)", _pair(torch.maximum, np.maximum), lambda x, y: _sym().Max(x, y), weight=0.5),
-    # per-tensor reductions (a per-tensor scalar that broadcasts back over the tensor)
-    _op("norm", 1, "L2 norm of the whole tensor", _norm, _sym_fn("norm"), reduction=True, weight=0.5, batched_fn=lambda x: _norm(x, True)),
-    _op("rms", 1, "root mean square of the tensor: norm(x) / sqrt(numel)", _rms, _sym_fn("rms"), reduction=True, weight=0.5, batched_fn=lambda x: _rms(x, True)),
-    _op("mean", 1, "mean of the tensor's values", _mean, _sym_fn("mean"), reduction=True, weight=0.3, batched_fn=lambda x: _mean(x, True)),
+    _op("abs", 1, "absolute value", sem.unary(torch.abs, np.abs), lambda x: _SP().Abs(x), weight=1,
+        cxx="std::abs({0})", foreach={"t": "abs(0)"}),
+    _op("sign", 1, "-1, 0 or 1 (0 at NaN, as torch.sign)", sem.sign, lambda x: _SP().sign(x), weight=1.5,
+        cxx="d_sign({0})", cxx_helpers=(_CXX_SIGN,), foreach={"t": "sign(0)"}),
+    _op("sqrt", 1, "square root (NaN below 0)", sem.unary(torch.sqrt, np.sqrt, math.sqrt), lambda x: _SP().sqrt(x),
+        weight=2, cxx="std::sqrt({0})", foreach={"t": "sqrt(0)"}),
+    _op("rsqrt", 1, "1 / sqrt(x)", sem.unary(torch.rsqrt, lambda x: 1 / np.sqrt(x)), lambda x: 1 / _SP().sqrt(x),
+        weight=1, cxx="(T(1) / std::sqrt({0}))", foreach={"t": "rsqrt(0)"}),
+    _op("square", 1, "x * x", sem.unary(torch.square, np.square), lambda x: x**2, weight=1.5,
+        cxx="({0} * {0})", foreach={"t": "mul(0, 0)"}),
+    _op("exp", 1, "e ** x", sem.unary(torch.exp, np.exp), lambda x: _SP().exp(x), weight=0.5,
+        cxx="std::exp({0})", foreach={"t": "exp(0)"}),
+    _op("log", 1, "natural log (-inf at 0, NaN below)", sem.unary(torch.log, np.log), lambda x: _SP().log(x),
+        weight=0.5, cxx="std::log({0})", foreach={"t": "log(0)"}),
+    _op("tanh", 1, "hyperbolic tangent", sem.unary(torch.tanh, np.tanh), lambda x: _SP().tanh(x), weight=0.5,
+        cxx="std::tanh({0})", foreach={"t": "tanh(0)"}),
+    _op("sigmoid", 1, "1 / (1 + exp(-x))", sem.unary(torch.sigmoid, lambda x: 1 / (1 + np.exp(-x))),
+        lambda x: 1 / (1 + _SP().exp(-x)), weight=0.3, cxx="(T(1) / (T(1) + std::exp(-{0})))",
+        foreach={"t": "sigmoid(0)"}),
+    _op("sin", 1, "sine", sem.unary(torch.sin, np.sin), lambda x: _SP().sin(x), weight=0.2,
+        cxx="std::sin({0})", foreach={"t": "sin(0)"}),
+    _op("cos", 1, "cosine", sem.unary(torch.cos, np.cos), lambda x: _SP().cos(x), weight=0.2,
+        cxx="std::cos({0})", foreach={"t": "cos(0)"}),
+    _op("arcsin", 1, "inverse sine (NaN outside [-1, 1])", sem.unary(torch.asin, np.arcsin),
+        lambda x: _SP().asin(x), weight=0.2, cxx="std::asin({0})", foreach={"t": "asin(0)"}),
+    _op("arctan", 1, "inverse tangent", sem.unary(torch.atan, np.arctan), lambda x: _SP().atan(x), weight=0.3,
+        cxx="std::atan({0})", foreach={"t": "atan(0)"}),
+    _op("cosh", 1, "hyperbolic cosine", sem.unary(torch.cosh, np.cosh), lambda x: _SP().cosh(x), weight=0.2,
+        cxx="std::cosh({0})", foreach={"t": "cosh(0)"}),
+    _op("reciprocal", 1, "1 / x", sem.unary(torch.reciprocal, lambda x: 1 / x), lambda x: 1 / x, weight=0.5,
+        cxx="(T(1) / {0})", foreach={"t": "reciprocal(0)"}),
+    _op("clip", 2, "x clamped to [-c, c]", sem.clip, lambda x, c: _SP().Min(_SP().Max(x, -c), c), weight=1,
+        cxx="d_clip({0}, {1})", cxx_helpers=(_CXX_CLIP,), foreach=PER_PARAM),
+    _op("minimum", 2, "the smaller of x and y (NaN propagates)", sem.pair(torch.minimum, np.minimum),
+        lambda x, y: _SP().Min(x, y), weight=0.5, commutative=True, cxx="d_min({0}, {1})",
+        cxx_helpers=(_CXX_MIN,), foreach={"tt": "minimum(0, 1)"}),
+    _op("maximum", 2, "the larger of x and y (NaN propagates)", sem.pair(torch.maximum, np.maximum),
+        lambda x, y: _SP().Max(x, y), weight=0.5, commutative=True, cxx="d_max({0}, {1})",
+        cxx_helpers=(_CXX_MAX,), foreach={"tt": "maximum(0, 1)"}),
+    # per-tensor reductions (a per-tensor scalar that broadcasts back over the tensor); the C++
+    # form sums a term of each value in float64, then finishes the sum {0} of {1} values
+    _op("norm", 1, "L2 norm of the whole tensor", sem.norm, sem.sym_fn("norm"), kind=REDUCTION, weight=0.5,
+        batched_fn=lambda x: sem.norm(x, True), cxx_reduce=("{0} * {0}", "T(std::sqrt({0}))"),
+        foreach={"t": "norm(0)"}),
+    _op("rms", 1, "root mean square of the tensor: norm(x) / sqrt(numel)", sem.rms, sem.sym_fn("rms"),
+        kind=REDUCTION, weight=0.5, batched_fn=lambda x: sem.rms(x, True),
+        cxx_reduce=("{0} * {0}", "T(T(std::sqrt({0})) / T(std::sqrt(double(std::max<int64_t>({1}, 1)))))"),
+        foreach=PER_PARAM),
+    _op("mean", 1, "mean of the tensor's values", sem.mean, sem.sym_fn("mean"), kind=REDUCTION, weight=0.3,
+        batched_fn=lambda x: sem.mean(x, True), cxx_reduce=("{0}", "T({0} / double({1}))"), foreach=PER_PARAM),
     # plain assignment `x = y` (kept so copies are statements like any other)
-    _op("copy", 1, "x itself (a plain assignment)", lambda x: x, lambda x: x, weight=0.0),
+    _op("copy", 1, "x itself (a plain assignment)", lambda x: x, lambda x: x, weight=0.0,
+        cxx="{0}", foreach=PER_PARAM),
+]
+
+_KERNEL_OPS: list[Op] = [
+    # torch.lerp(start, end, weight), the form of `interp` of two tensors
+    _op("lerp", 3, "start + weight * (end - start), as torch.lerp", sem.lerp,
+        lambda s, e, w: s + w * (e - s), weight=0.0, cxx="d_lerp({0}, {1}, {2})", cxx_helpers=(_CXX_LERP,),
+        foreach={"tt*": "lerp(0, 1, 2)"}),
 ]
 
 OPS: dict[str, Op] = {op.name: op for op in _OPS}
-"""All ops by name."""
+"""All ops of the language by name."""
+
+KERNEL_OPS: dict[str, Op] = {op.name: op for op in _KERNEL_OPS}
+"""Ops that only lowering rules make (not in the language: programs cannot name them)."""
+
+ALL_OPS: dict[str, Op] = {**OPS, **KERNEL_OPS}
+"""Every op a lowered program may contain, by name (what backends generate code for)."""
 
 INFIX_OPS: dict[str, str] = {op.infix: op.name for op in _OPS if op.infix}
 """Infix symbol -> op name."""

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from discover import ProgramOptimizer, load
-from discover.compile import compile_step, cxx, fused
+from discover.compile import compile_step, cxx, cxx_forms, fused
 from _stepcheck import needs_compiler
 
 LOWP = [torch.bfloat16, torch.float16]
@@ -70,7 +70,7 @@ def _converters() -> ctypes.CDLL:
     """The kernel prelude's own conversions, compiled exactly as in a kernel."""
     args = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
     names = [f"{way}_{tag}" for way in ("widen", "narrow") for _, tag in _CONVERTERS]
-    return cxx.build(fused._PRELUDE + _CONVERT, {name: (args, None) for name in names})
+    return cxx.build(cxx_forms.STORAGE + _CONVERT, {name: (args, None) for name in names})
 
 
 def _every_value(dtype: torch.dtype) -> torch.Tensor:

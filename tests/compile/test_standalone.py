@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from discover.compile import standalone
-from discover.lang.ops import OPS
+from discover.lang.ops import ALL_OPS as OPS  # the lowering's own ops (lerp) too: generated steps call them
 
 SCALARS = [0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0, 1e-8, 1e30, math.inf, -math.inf, math.nan, 0.9, 7]
 
