@@ -26,8 +26,9 @@ from torch.optim import Optimizer
 
 from .compile.backends import compile_step
 from .lang.check import check
-from .lang.ir import Const, Program
+from .lang.ir import Program
 from .lang.names import RESERVED_HPARAMS
+from .lang.passes import state_start
 from .library import load
 
 # Keys torch itself or its schedulers put into param groups (never a program's hyperparameter).
@@ -155,14 +156,12 @@ class ProgramOptimizer(Optimizer):
                                "use torch.view_as_real on them")
         state["step"] = 0
         for s in self.program.states:
-            if isinstance(s.init, Const):
-                value = s.init.value
-            elif s.init.name == "w":
+            value = state_start(s, group)
+            if value is None:  # a copy of w
                 state[s.name] = p.detach().clone(memory_format=torch.preserve_format)
                 continue
-            else:
-                value = _as_float(group[s.init.name])
-            state[s.name] = float(value) if s.scalar else torch.full_like(p, value, memory_format=torch.preserve_format)
+            value = _as_float(value)
+            state[s.name] = value if s.scalar else torch.full_like(p, value, memory_format=torch.preserve_format)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:

@@ -36,7 +36,8 @@ from typing import Callable
 from ..lang.check import check
 from ..lang.errors import ProgramError
 from ..lang.ir import Program, Ref, Stmt
-from .canonical import dependencies, op_count, structural_hash, to_ssa
+from ..lang.passes import dependencies, op_count, to_ssa
+from .canonical import structural_hash
 from .render import expr_text, stmt_text
 
 Fitness = Callable[[list[Program]], list[float]]

@@ -19,7 +19,7 @@ real numbers but not at a few IEEE points (``x / sqrt(x * x)`` is NaN at 0,
 
 Example:
     >>> from discover import parse
-    >>> from discover.analysis.canonical import to_ssa
+    >>> from discover.lang.passes import to_ssa
     >>> p = to_ssa(parse("def f(w, g, *, lr=0.1):\\n    return lr * (g / sqrt(g * g))\\n"))
     >>> r = simplify_statement(p, len(p.body) - 1)
     >>> [s.op for s in r.new_stmts], r.caveats
@@ -36,7 +36,7 @@ from typing import Any
 
 from ..lang.ir import Const, Operand, Program, Ref, Stmt, is_temp
 from ..lang.ops import OPS
-from .canonical import base_name
+from ..lang.passes import base_name
 
 _MAX_OPS_FOR_SIMPLIFY = 40
 _fresh = count()

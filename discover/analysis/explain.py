@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from ..lang.ir import Program
-from .canonical import op_count
+from ..lang.passes import op_count
 from .fingerprint import equivalent, probe_distance, run_probe
 
 DEFAULT_MODEL_PARAMS = 100_000_000

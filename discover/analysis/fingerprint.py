@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 from ..compile.reference import evaluate
-from ..lang.ir import Const, Program
+from ..lang.ir import Program
+from ..lang.passes import state_start
 
 PROBE_STEPS = 6
 _SHAPES = ((7,), (3, 5))
@@ -93,7 +94,9 @@ def initial_state(program: Program, w: torch.Tensor, hparams: dict[str, float]) 
     """The program's state before its first step, for parameter `w` (float64 probes)."""
     state: dict[str, Any] = {}
     for s in program.states:
-        init = s.init.value if isinstance(s.init, Const) else (w.clone() if s.init.name == "w" else hparams[s.init.name])
+        init = state_start(s, hparams)
+        if init is None:  # a copy of w
+            init = w.clone()
         state[s.name] = init if (s.scalar or isinstance(init, torch.Tensor)) else torch.full_like(w, init)
     return state
 

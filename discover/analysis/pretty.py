@@ -12,7 +12,7 @@ result always means what its input meant (the caller checks that by probes).
 
 Example:
     >>> from discover import parse, unparse
-    >>> from discover.analysis.canonical import to_ssa
+    >>> from discover.lang.passes import to_ssa
     >>> p = to_ssa(parse("def f(w, g, v=0, *, lr=0.1):\\n    a = interp(g, v, 0.9)\\n    v = a\\n    return lr * a, v\\n"))
     >>> print(unparse(pretty(p)[0]), end="")
     def f(w, g, m=0, *, lr=0.1, beta1=0.9):
@@ -24,9 +24,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from ..lang.ir import INPUTS, Const, HParam, Operand, Program, Ref, State, Stmt, is_temp
+from ..lang.ir import INPUTS, Const, HParam, Operand, Program, Ref, Stmt, is_temp
 from ..lang.ops import OPS
-from .canonical import base_name, rename
+from ..lang.passes import base_name, drop_unused, rename
 
 _GENERIC_STATE = re.compile(r"^[a-z][0-9]*$")
 
@@ -275,9 +275,7 @@ def _final_names(program: Program, nested: set[str], named: dict[str, str]) -> P
 
 
 def _drop_unused(program: Program) -> tuple[Program, list[str]]:
-    used = set(program.refs()) | {s.init.name for s in program.states if isinstance(s.init, Ref)}
-    inputs = tuple(i for i in program.inputs if i in used or i in ("w", "g", "u"))
-    hparams = tuple(h for h in program.hparams if h.name in used)
-    notes = [f"input '{i}' is no longer used" for i in program.inputs if i not in inputs]
-    notes += [f"hyperparameter '{h.name}' is no longer used" for h in program.hparams if h not in hparams]
-    return program.with_(inputs=inputs, hparams=hparams), notes
+    out = drop_unused(program)
+    notes = [f"input '{i}' is no longer used" for i in program.inputs if i not in out.inputs]
+    notes += [f"hyperparameter '{h.name}' is no longer used" for h in program.hparams if h not in out.hparams]
+    return out, notes

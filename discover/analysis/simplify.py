@@ -39,7 +39,8 @@ from ..lang.errors import ProgramError
 from ..lang.ir import Const, Operand, Program, Ref, Stmt, is_temp
 from ..lang.ops import OPS, Type
 from . import algebra
-from .canonical import base_name, dependencies, op_count, to_ssa
+from ..lang import passes
+from ..lang.passes import base_name, op_count, rename, renumber_temps, to_ssa
 from .fingerprint import equivalent, probe_states
 from .render import expr_text, stmt_text
 
@@ -123,22 +124,16 @@ def _type(arg: Operand, types: dict) -> Type:
 
 # ------------------------------------------------------------------ structural passes (SSA)
 def dead_code(p: Program) -> tuple[Program, list[str]]:
-    """Drop statements whose values no output needs."""
-    live = {a.name for a in p.returns if isinstance(a, Ref)}
-    keep = []
-    for stmt in reversed(p.body):
-        if stmt.target in live:
-            keep.append(stmt)
-            live |= {a.name for a in stmt.args if isinstance(a, Ref)}
-    keep.reverse()
-    if len(keep) == len(p.body):
+    """Drop statements whose values no output needs (`discover.lang.passes.dead_code`), saying which."""
+    out = passes.dead_code(p)
+    if len(out.body) == len(p.body):
         return p, []
-    kept = {s.target for s in keep}
+    kept = {s.target for s in out.body}
     removed = [s for s in p.body if s.target not in kept]
     read_by_removed = {a.name for s in removed for a in s.args if isinstance(a, Ref)}
     roots = [s for s in removed if s.target not in read_by_removed]
     texts = [f"removed dead code `{stmt_text(p, s, expand={t.target for t in removed})}`" for s in roots]
-    return p.with_(body=tuple(keep)), texts
+    return out, texts
 
 
 def dead_state(p: Program) -> tuple[Program, list[str]]:
@@ -150,18 +145,8 @@ def dead_state(p: Program) -> tuple[Program, list[str]]:
         if r == Ref(s.name) and isinstance(s.init, Const) and s.name not in assigned and s.name in set(_reads(p)):
             p = _substitute(p, s.name, s.init)
             texts.append(f"state {s.name} never changes: replaced by its start value {_num(s.init.value)}")
-    deps = dependencies(p)
     names = list(p.state_names)
-    live = set(deps[0]) & set(names)
-    changed = True
-    while changed:
-        changed = False
-        for k, name in enumerate(names):
-            if name in live:
-                new = deps[1 + k] & set(names)
-                if not new <= live:
-                    live |= new
-                    changed = True
+    live = set(passes.live_states(p))
     dead = [k for k, name in enumerate(names) if name not in live]
     if not dead:
         return p, texts
@@ -422,16 +407,12 @@ def _pretty(ssa: Program, lift_constants: bool) -> tuple[Program, list[str]]:
             continue
         if verify(ssa, out) is None:
             return out, notes
-    from ..library import renumber_temps
-
     plain = renumber_temps(_plain_names(ssa))
     return plain, ["(kept plain names)"]
 
 
 def _plain_names(p: Program) -> Program:
     """SSA names made legal: ``m#3`` -> ``m_3`` (a fallback that is always correct)."""
-    from .canonical import rename
-
     taken = {s.target for s in p.body}
     mapping = {t: (t.replace("#", "_s") if not is_temp(t) else "_" + t.replace("#", "_").lstrip("_")) for t in taken}
     return rename(p, mapping)

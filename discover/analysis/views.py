@@ -38,7 +38,7 @@ def _number(value: float):
 
 def formulas(program: Program) -> list[tuple[str, object]]:
     """(output name, sympy expression) for the update and each state's new value."""
-    from .canonical import to_ssa
+    from ..lang.passes import to_ssa
 
     ssa = to_ssa(program)
     defs = {s.target: i for i, s in enumerate(ssa.body)}

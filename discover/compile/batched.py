@@ -39,23 +39,11 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor
 
-from ..lang.ir import Const, Operand, Program, Ref
+from ..lang.ir import Const, Operand, Program
 from ..lang.ops import OPS
+from ..lang.passes import state_start, to_ssa
 
 BatchedStep = Callable[[list, list, dict, int, Mapping[str, Any]], None]
-
-
-def _ssa(program: Program) -> tuple[list[tuple[str, str, tuple[Operand, ...]]], list[Operand]]:
-    """Statements with every assignment given a fresh name, and the returns renamed to match."""
-    current: dict[str, str] = {}
-    body = []
-    for k, stmt in enumerate(program.body):
-        args = tuple(Ref(current.get(a.name, a.name)) if isinstance(a, Ref) else a for a in stmt.args)
-        name = f"{stmt.target}#{k}"
-        current[stmt.target] = name
-        body.append((name, stmt.op, args))
-    returns = [Ref(current.get(a.name, a.name)) if isinstance(a, Ref) else a for a in program.returns]
-    return body, returns
 
 
 def _view(value: Any, dims: int) -> Any:
@@ -67,10 +55,11 @@ def _view(value: Any, dims: int) -> Any:
 
 def compile_batched(program: Program) -> BatchedStep:
     """A batched step for `program` (see the module docstring)."""
-    body, returns = _ssa(program)
+    ssa = to_ssa(program)
+    returns = list(ssa.returns)
     uniform = set(program.hparam_names) | {"step"}
     shared, per_param = [], []
-    for name, op, args in body:
+    for name, op, args in ((s.target, s.op, s.args) for s in ssa.body):
         if all(isinstance(a, Const) or a.name in uniform for a in args) and not OPS[op].reduction:
             uniform.add(name)
             shared.append((name, OPS[op].fn, args))
@@ -125,12 +114,12 @@ def init_states(program: Program, params: list[Tensor], hparams: Mapping[str, An
         bufs = []
         for p in params:
             shape = (p.shape[0],) + ((1,) * (p.dim() - 1) if s.scalar else tuple(p.shape[1:]))
-            if isinstance(s.init, Ref) and s.init.name == "w":
+            value = state_start(s, hparams)
+            if value is None:  # a copy of w
                 if s.scalar:
                     raise ValueError(f"scalar state '{s.name}' cannot start as a copy of w")
                 bufs.append(p.detach().clone())
                 continue
-            value = s.init.value if isinstance(s.init, Const) else hparams[s.init.name]
             buf = torch.empty(shape, dtype=p.dtype, device=p.device)
             if isinstance(value, Tensor):
                 buf.copy_(_view(value.to(p.dtype), p.dim()).expand(shape))

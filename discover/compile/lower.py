@@ -39,6 +39,7 @@ from typing import Any, Callable
 from ..lang.check import check, initial_types
 from ..lang.ir import Const, Operand, Program
 from ..lang.ops import ALL_OPS, OPS, Type
+from ..lang.passes import dead_code
 from .source import comment, identifier
 
 S, PU, PD, T = "S", "PU", "PD", "T"
@@ -98,7 +99,6 @@ class Lowered:
     states: list[tuple[Any, Val]]  # (State, input Val)
     instrs: list[Instr]
     returns: list  # Val or float: update, then each state's final value
-    needed: set = field(default_factory=set)  # ids of values the outputs depend on
     _prologue: "Prologue | None" = field(default=None, repr=False)
 
 
@@ -149,6 +149,7 @@ def lower(program: Program) -> Lowered:
         raise ValueError(f"'{program.name}' wraps another optimizer's update; compile a composition "
                          f"such as '{program.name}+adam' instead")
     check(program)
+    program = dead_code(program)  # statements no output needs are not lowered
     b = _Builder()
     env: dict[str, Val] = {}
     inputs: dict[str, Val] = {}
@@ -183,13 +184,6 @@ def lower(program: Program) -> Lowered:
         env[stmt.target] = b.emit(stmt.op, *args, name=stmt.target)
     returns = [operand(a) for a in program.returns]
     low = Lowered(program, b.vals, inputs, hparams, states, b.instrs, returns)
-    # values the outputs need (dead statements are dropped)
-    need = {r.id for r in returns if isinstance(r, Val)}
-    for ins in reversed(b.instrs):
-        if ins.dst.id in need:
-            need |= {a.id for a in ins.args if isinstance(a, Val)}
-    low.needed = need
-    low.instrs = [i for i in b.instrs if i.dst.id in need]
     for v in b.vals:
         v.py = _py_name(v)
     return low

@@ -19,10 +19,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..lang.ir import HParam, Program, Ref, Stmt
-
-LR = "lr"
-"""The hyperparameter the learning-rate grid scales."""
+from ..lang.ir import Program
+from ..lang.passes import LR, ensure_lr  # noqa: F401  (ensure_lr: kept importable from here)
 
 
 @dataclass(frozen=True)
@@ -102,23 +100,6 @@ class ItemResult:
     steps_done: int = 0
     progress: list[list[list[float]]] = field(default_factory=list)  # [c][lr][rung]: see StopRule
     member_steps: int = 0  # member-steps trained (the compute spent, for multi-fidelity accounting)
-
-
-def ensure_lr(program: Program) -> Program:
-    """`program` with an ``lr`` hyperparameter the grid can scale.
-
-    A program without one gets ``lr=1`` multiplying its update, which does not
-    change what it does at the default.
-    """
-    if LR in program.hparam_names:
-        return program
-    taken = {s.target for s in program.body}
-    name = "_lr_scaled"
-    while name in taken:
-        name += "_"
-    body = program.body + (Stmt(name, "mul", (Ref(LR), program.update)),)
-    return program.with_(hparams=program.hparams + (HParam(LR, 1.0),), body=body,
-                         returns=(Ref(name),) + program.returns[1:])
 
 
 def make_work(programs: Sequence[Program], tasks: Sequence[str], factors: Sequence[float],

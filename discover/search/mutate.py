@@ -45,7 +45,7 @@ from ..lang.check import check
 from ..lang.errors import ProgramError
 from ..lang.ir import Const, HParam, Operand, Program, Ref, Stmt, is_temp
 from ..lang.ops import OPS
-from ..library import renumber_temps
+from ..lang.passes import renumber_temps
 from .program import prune, update_inputs, with_lr
 
 LR = "lr"
