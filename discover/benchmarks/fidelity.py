@@ -5,9 +5,12 @@ Trains a sample of the search's own children (random walks of the mutator from
 the rungs, then replays the stopping rule (`discover.evaluate.StopRule`) for
 several margins, offline, on the same numbers:
 
-* *lost winners*: (candidate, task) pairs where the lr that finished best was
-  stopped early, and candidates whose full fitness beats the warm start but that
-  the rule cut on some task (what early stopping must never do);
+* *lost best lr*: (candidate, task) pairs where the lr that finished best was
+  stopped early while another lr of the candidate went on;
+* *lost winners*: candidates whose fitness trained to the end beats the warm start
+  but whose fitness with stopping does not (what early stopping must never do);
+  *cut winners*: such candidates cut on some task (their fitness there is then the
+  pessimistic part-way value, which may still leave them winners);
 * *rank agreement*: Spearman correlation between fitness with and without stopping;
 * *saved*: the fraction of trial-steps not trained.
 """
@@ -67,8 +70,9 @@ def main(args: argparse.Namespace) -> int:
     print(f"baseline tuned in {time.perf_counter() - t0:.0f} s: "
           + ", ".join(f"{t} lr {v['lr']:.3g} progress {['%.3g' % x for x in v['progress']]}" for t, v in state.items()))
     warm = prepare_init(load(args.init))
-    warm_score = ev.score([prune(warm)], factors=[10 ** (k / 2) for k in range(-4, 5)])[0]
+    warm_score = ev.score([prune(warm)], factors=[10 ** (k / 2) for k in range(-4, 5)], stop=False)[0]
     lrs = warm_score.lrs
+    bar_progress = warm_score.progress  # as search does: the bar is the warm start's progress
     mut, rng = Mutator(), random.Random(args.seed)
     children, current = [], warm
     while len(children) < args.children:
@@ -91,17 +95,18 @@ def main(args: argparse.Namespace) -> int:
     print(f"warm start fitness {bar:.4f}; children better than it: {sum(f < bar for f in full)}")
     margins = [float(x) for x in args.margins.split(",")]
     lr_margins = [float(x) for x in args.lr_margins.split(",")]
-    print(f"\n{'margin':>7} {'lr_margin':>9} {'saved':>7} {'lost best lr':>13} {'lost winners':>13} {'spearman':>9}")
+    print(f"\n{'margin':>7} {'lr_margin':>9} {'saved':>7} {'lost best lr':>13} {'lost winners':>13} "
+          f"{'cut winners':>12} {'spearman':>9}")
     for m in margins:
         for lm in lr_margins:
             saved = total = 0
-            lost_lr = lost_win = 0
+            lost_lr = lost_win = cut_win = 0
             fits = []
             for c in range(len(children)):
                 per_task = []
                 cut_here = False
                 for k, t in enumerate(tasks):
-                    rule = StopRule(rungs=record[t].rungs, reference=tuple(state[t]["progress"]), margin=m,
+                    rule = StopRule(rungs=record[t].rungs, reference=tuple(bar_progress[t]), margin=m,
                                     lr_margin=lm, window=fid.window)
                     steps = ev.task_steps(t)
                     alive = [True] * len(ev.factors)
@@ -129,8 +134,10 @@ def main(args: argparse.Namespace) -> int:
                                      for j in range(len(alive))])
                 f = score_from_losses(tasks, per_task, ev.factors, 1, base).fitness
                 fits.append(f if math.isfinite(f) else 1e9)
-                if cut_here and full[c] < bar:
-                    lost_win += 1
+                if full[c] < bar and not f < bar:
+                    lost_win += 1  # beat the warm start trained to the end, not with stopping
+                cut_win += cut_here and full[c] < bar
             rho = _spearman([f if math.isfinite(f) else 1e9 for f in full], fits)
-            print(f"{m:>7.2f} {lm:>9.2f} {saved / max(total, 1):>7.1%} {lost_lr:>13d} {lost_win:>13d} {rho:>9.3f}")
+            print(f"{m:>7.2f} {lm:>9.2f} {saved / max(total, 1):>7.1%} {lost_lr:>13d} {lost_win:>13d} "
+                  f"{cut_win:>12d} {rho:>9.3f}")
     return 0

@@ -19,7 +19,8 @@ def describe(name: str) -> str:
     task = get_task(name)
     text = getattr(task, "summary", None) or (type(task).__doc__ or "").strip().split("\n")[0]
     schedule = task.schedule if task.schedule == "constant" else f"{task.schedule} (warmup {task.warmup:.0%})"
-    return f"{name:<16} {text.rstrip('.')}; {task.steps} steps, {schedule}"
+    steps = "" if f"{task.steps} steps" in text else f"; {task.steps} steps"
+    return f"{name:<16} {text.rstrip('.')}{steps}; lr schedule {schedule}"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -121,6 +121,7 @@ class Evaluator:
         self.fidelity = fidelity
         self._baseline: dict[str, dict] = {t: dict(v) for t, v in (baseline_state or {}).items()}
         self.member_steps = 0  # trial-steps trained so far (multi-fidelity saves these)
+        self.reference: dict[str, list[float]] = {}  # the stopping bar per task (default: the baseline's)
 
     # ------------------------------------------------------------------ the baseline
     def task_steps(self, task: str) -> int:
@@ -166,15 +167,23 @@ class Evaluator:
         """The baseline's tuned lr per task."""
         return {t: v["lr"] for t, v in self.baseline_state().items()}
 
-    def stop_rules(self) -> dict[str, StopRule] | None:
-        """The multi-fidelity stopping rule of every task (None when fidelity is off)."""
+    def stop_rules(self, record_only: bool = False) -> dict[str, StopRule] | None:
+        """The multi-fidelity stopping rule of every task (None when fidelity is off).
+
+        The bar is `reference` where set (search sets it to its warm start's progress: a child
+        is only cut when it is far behind the program it descends from), else the baseline's.
+        ``record_only``: rules that stop nothing and only record progress.
+        """
         if self.fidelity is None:
             return None
         state = self.baseline_state()
         rules = {}
         for t in self.tasks:
             rungs = self.fidelity.rung_steps(self.task_steps(t))
-            ref = tuple(state[t].get("progress") or ())
+            if record_only:
+                rules[t] = StopRule(rungs=rungs, lr_margin=math.inf, window=self.fidelity.window)
+                continue
+            ref = tuple(self.reference.get(t) or state[t].get("progress") or ())
             rules[t] = StopRule(rungs=rungs, reference=ref if len(ref) == len(rungs) else (),
                                 margin=self.fidelity.margin, lr_margin=self.fidelity.lr_margin,
                                 window=self.fidelity.window)
@@ -234,19 +243,24 @@ class Evaluator:
         return self.run(programs, factors, tasks)[0]
 
     def score(self, programs: Sequence[Program], factors: Sequence[float] | None = None,
-              centers: Sequence[dict[str, float] | None] | None = None) -> list[Score]:
+              centers: Sequence[dict[str, float] | None] | None = None, *, stop: bool = True) -> list[Score]:
         """Scores of `programs` over the lr grid `factors` (default: this evaluator's), each grid
-        centred per task on ``centers[i][task]`` where given, else on the program's own ``lr``."""
+        centred per task on ``centers[i][task]`` where given, else on the program's own ``lr``.
+        ``stop=False`` trains every trial to the end (and records its progress at the rungs)."""
         factors = list(self.factors if factors is None else factors)
         baselines = self.baselines()
         centers = list(centers) if centers is not None else [None] * len(programs)
-        losses, reasons, _ = self.run(programs, factors, centers=centers, stop=self.stop_rules())
+        losses, reasons, progress = self.run(programs, factors, centers=centers,
+                                             stop=self.stop_rules(record_only=not stop))
         out = []
-        for p, c, per_task, why in zip(programs, centers, losses, reasons):
+        for p, c, per_task, why, prog in zip(programs, centers, losses, reasons, progress):
             lrs = {t: center_lr(ensure_lr(p), c, t) for t in self.tasks}
             score = score_from_losses(self.tasks, per_task, factors, len(self.seeds), baselines,
                                       protocol=self.protocol, centers=lrs)
             score.reasons = _reasons(self.tasks, score, why)
+            # the progress at the rungs of the lr chosen on each task (for a later `reference`)
+            score.progress = {t: list(prog[k][factors.index(score.factors[t])])
+                              for k, t in enumerate(self.tasks) if prog[k]}
             out.append(score)
         return out
 

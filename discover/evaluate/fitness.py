@@ -117,16 +117,19 @@ class Score:
     reasons: list[str] = field(default_factory=list)
     factors: dict[str, float] = field(default_factory=dict)
     lrs: dict[str, float] = field(default_factory=dict)
+    progress: dict[str, list[float]] = field(default_factory=dict)  # at the rungs, at each task's chosen lr
 
     def to_json(self) -> dict:
         return {"fitness": self.fitness, "factor": self.factor, "ratios": self.ratios,
-                "losses": self.losses, "reasons": self.reasons, "factors": self.factors, "lrs": self.lrs}
+                "losses": self.losses, "reasons": self.reasons, "factors": self.factors, "lrs": self.lrs,
+                "progress": self.progress}
 
     @classmethod
     def from_json(cls, d: dict) -> "Score":
         return cls(fitness=d["fitness"], factor=d["factor"], ratios=dict(d["ratios"]),
                    losses=dict(d["losses"]), reasons=list(d.get("reasons", [])),
-                   factors=dict(d.get("factors", {})), lrs=dict(d.get("lrs", {})))
+                   factors=dict(d.get("factors", {})), lrs=dict(d.get("lrs", {})),
+                   progress={t: list(v) for t, v in d.get("progress", {}).items()})
 
 
 def geomean(values: Sequence[float]) -> float:

@@ -157,7 +157,7 @@ class Search:
             "last_funnel_seconds": self.last_funnel_seconds,
             "baseline": self.evaluator.baseline_state() if self.inits else {},
             "meta_baseline": self.meta_baseline, "noise": self.noise,
-            "member_steps": self.evaluator.member_steps,
+            "member_steps": self.evaluator.member_steps, "reference": self.evaluator.reference,
             "inits": [i.to_json() for i in self.inits],
             "population": [i.to_json() for i in self.population],
             "best": self.best.to_json() if self.best else None,
@@ -177,6 +177,7 @@ class Search:
         # the baselines were trained once: restoring them means a resumed run never retrains them
         self.evaluator._baseline.update({t: dict(v) for t, v in s["baseline"].items()})
         self.evaluator.member_steps = s.get("member_steps", 0)
+        self.evaluator.reference = {t: list(v) for t, v in s.get("reference", {}).items()}
         self.meta_baseline = s["meta_baseline"]
         self.noise = dict(s["noise"])
         self.inits = [Individual.from_json(d) for d in s["inits"]]
@@ -214,8 +215,12 @@ class Search:
                  + f"; a search fitness is noisy to about ±{fit_noise:.2%}")
         programs = [prepare_init(load(spec)) for spec in cfg.init]
         t0 = time.perf_counter()
-        scores = self.evaluator.score([prune(p) for p in programs], factors=WIDE_FACTORS)
+        scores = self.evaluator.score([prune(p) for p in programs], factors=WIDE_FACTORS, stop=False)
         seconds = time.perf_counter() - t0
+        # the multi-fidelity bar: a child is cut part-way only when it is far behind the warm start
+        # (the most lenient one, per task), not behind the baseline, which an sgd lineage may never reach
+        self.evaluator.reference = {t: [max(vs) for vs in zip(*(sc.progress[t] for sc in scores))]
+                                    for t in self.config.tasks if all(sc.progress.get(t) for sc in scores)}
         events = []
         for k, (spec, p, sc) in enumerate(zip(cfg.init, programs, scores)):
             folded = with_lr(p, geomean(list(sc.lrs.values())))

@@ -39,15 +39,25 @@ TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (
     Quadratic, Logistic, MLP, ConvNet, CharLM, MLPLarge, ConvNetLarge, CharLMLarge,
     TransformerLM, TransformerLMB, RNNLM, RNNLMC, ResMLP, ResMLPLarge, BagOfWords, BagOfWordsC)}
 
-#: Tasks search scores candidates on by default (small and fast).
-DEFAULT_TASKS: list[str] = ["quadratic", "logistic", "mlp", "convnet", "charlm"]
+# Three disjoint sets, so that a discovery is always judged on tasks it was not selected on.
+# Together they carry what makes optimizers differ in real training: embeddings, attention,
+# layer norm, recurrent weights, sparse inputs, heavy-tailed data, convolutions; each trains
+# with warmup + cosine decay. Text A, B and C are disjoint stdlib sources.
 
-#: Tasks `discover validate` reports on by default: an independent set, never searched or meta-validated on.
-VALIDATE_TASKS: list[str] = ["mlp_large", "convnet_large", "charlm_large"]
+#: Tasks search scores candidates on by default: an MLP, a convnet, two character LMs (an MLP
+#: LM and a causal transformer, text A) and a sparse bag-of-n-grams classifier (text A).
+DEFAULT_TASKS: list[str] = ["mlp", "convnet", "charlm", "transformer", "bow"]
 
-#: Larger meta-validation tasks (other data seeds, bigger models, longer runs) that
-#: re-score the best candidates; search never optimises them directly.
-META_TASKS: list[str] = ["mlp_large", "convnet_large", "charlm_large"]
+#: Meta-validation tasks that re-score the best candidates (the funnel); search never optimises
+#: them directly. Each differs from every search task in architecture or data: a GRU LM
+#: (recurrent weights), a LayerNorm residual MLP on heavy-tailed regression, and an MLP on
+#: another mixture with more classes.
+META_TASKS: list[str] = ["rnn", "resmlp", "mlp_large"]
+
+#: Tasks `discover validate` reports on by default: a third set, neither searched nor
+#: meta-validated on, with its own data (texts B and C, other seeds): a transformer LM, a GRU LM,
+#: a sparse classifier, a residual regression net, an image convnet and a logistic regression.
+VALIDATE_TASKS: list[str] = ["transformer_b", "rnn_c", "bow_c", "resmlp_large", "convnet_large", "logistic"]
 
 
 def get_task(spec: str | Task) -> Task:
