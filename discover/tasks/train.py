@@ -18,6 +18,9 @@ UpdateFn = Callable[[list[torch.Tensor], list[torch.Tensor], int], None]
 #: ``on_rung(step, curve)``: at a rung, given the training losses so far ``(step, n_alive)`` of the
 #: members still training, return a bool mask ``(n_alive,)`` of those to keep (None keeps all).
 RungFn = Callable[[int, torch.Tensor], "torch.Tensor | None"]
+#: ``on_shrink(keep)``: the population is about to keep only the members in the bool mask ``keep``
+#: ``(n_alive,)``; shrink whatever per-member state ``update`` keeps the same way.
+ShrinkFn = Callable[[torch.Tensor], None]
 
 
 @dataclass
@@ -44,7 +47,7 @@ def train_population(task: Task, seeds: Sequence[int], update: UpdateFn, steps: 
                      *, time_limit: float | None = None, diverge_factor: float = 1e3,
                      device: torch.device | str | None = None,
                      dtype: torch.dtype | None = None, rungs: Sequence[int] = (),
-                     on_rung: RungFn | None = None) -> TrainResult:
+                     on_rung: RungFn | None = None, on_shrink: ShrinkFn | None = None) -> TrainResult:
     """Train ``len(seeds)`` members of ``task`` for ``steps`` steps (default ``task.steps``).
 
     Each step computes the per-member training loss, back-propagates its sum
@@ -65,9 +68,10 @@ def train_population(task: Task, seeds: Sequence[int], update: UpdateFn, steps: 
 
     Multi-fidelity: after the update of each step in ``rungs``, ``on_rung(step,
     curve)`` sees the training losses so far of the members still training and
-    returns which to keep; the others stop there (``stopped``), and the
-    population shrinks, so they cost nothing from then on. ``on_rung`` must
-    shrink whatever per-member state ``update`` keeps by the same mask. Stopped
+    returns which to keep; the others stop there (``stopped``). With
+    ``on_shrink``, the population then shrinks (``on_shrink(keep)`` shrinks the
+    per-member state ``update`` keeps), so stopped members cost nothing from then
+    on -- and members that failed leave it too, at the next health check. Stopped
     members get an infinite validation loss.
 
     Example::
@@ -131,17 +135,27 @@ def train_population(task: Task, seeds: Sequence[int], update: UpdateFn, steps: 
         for p in params:
             p.grad = None
         steps_done = step
+        keep = None
         if step in rung_set:
             keep = on_rung(step, curve[:step, alive])
-            if keep is not None and not bool(keep.all()):
+            if keep is not None:
                 keep = keep.to(dev)
                 for i in alive[~keep].tolist():
                     stopped[i] = step
-                alive, init_loss = alive[keep], init_loss[keep]
-                params = [p.detach()[keep].requires_grad_(True) for p in params]
-                if not len(alive):
-                    break
-        if step % check_every == 0 and bool(failed[alive].all()):
+        if on_shrink is not None and step % check_every == 0:
+            # failed members cost as much as healthy ones (and NaN or denormal arithmetic can cost
+            # more): they leave the population; their result is already decided
+            healthy = ~failed[alive]
+            keep = healthy if keep is None else keep & healthy
+        if keep is not None and not bool(keep.all()):
+            if on_shrink is None:
+                raise ValueError("train_population: on_rung stopped members but no on_shrink was given")
+            on_shrink(keep)
+            alive, init_loss = alive[keep], init_loss[keep]
+            params = [p.detach()[keep].requires_grad_(True) for p in params]
+            if not len(alive):
+                break
+        if step % check_every == 0 and len(alive) and bool(failed[alive].all()):
             break
     val = torch.full((n,), math.inf)  # no score for an unfinished run; skip dead ones
     if len(alive) and not timed_out and not bool(failed[alive].all()):
