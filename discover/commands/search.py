@@ -81,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--gpus-per-worker", type=float, default=None, metavar="F",
                    help="GPUs each Ray worker reserves; fractions share a GPU (default 0; >0 with --device cuda)")
     g.add_argument("--cpus-per-worker", type=float, default=None, metavar="N",
-                   help="CPUs each Ray worker reserves, and its torch threads (default 1)")
+                   help="torch threads of in-process evaluation, and the CPUs (and threads) each Ray worker "
+                        "reserves (default 1: small models train fastest on one thread)")
     g.add_argument("--out", default=None, metavar="DIR", help="run directory (default runs/<date-time>)")
     g.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -257,7 +257,8 @@ class Evaluator:
             lrs = {t: center_lr(ensure_lr(p), c, t) for t in self.tasks}
             score = score_from_losses(self.tasks, per_task, factors, len(self.seeds), baselines,
                                       protocol=self.protocol, centers=lrs)
-            score.reasons = _reasons(self.tasks, score, why)
+            score.reasons = _reasons(self.tasks, score, why, "the warm start" if self.reference else
+                                     "the tuned baseline")
             # the progress at the rungs of the lr chosen on each task (for a later `reference`)
             score.progress = {t: list(prog[k][factors.index(score.factors[t])])
                               for k, t in enumerate(self.tasks) if prog[k]}
@@ -268,7 +269,8 @@ class Evaluator:
         self.backend.close()
 
 
-def _reasons(tasks: Sequence[str], score: Score, why: Sequence[Sequence[str | None]]) -> list[str]:
+def _reasons(tasks: Sequence[str], score: Score, why: Sequence[Sequence[str | None]],
+             bar: str = "the tuned baseline") -> list[str]:
     """Why a program failed or was stopped, for each task where none of its trials finished."""
     out = []
     for t, reasons in zip(tasks, why):
@@ -276,6 +278,6 @@ def _reasons(tasks: Sequence[str], score: Score, why: Sequence[Sequence[str | No
             continue  # some trial finished: the task's result is a finished run
         common = Counter(reasons).most_common(1)[0][0]
         if common.startswith("stopped"):
-            common += " (far behind the tuned baseline)"
+            common += f" (far behind {bar})"
         out.append(f"{t}: {common}")
     return out[:5]

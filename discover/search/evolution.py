@@ -98,7 +98,8 @@ class Search:
         self.dir = run_dir
         self.mutator = Mutator(max_len=config.max_len)
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
-        options = {}
+        # in process, torch uses --cpus-per-worker threads (default 1: small models run fastest so)
+        options: dict = {"threads": max(1, int(config.cpus_per_worker))}
         if config.backend == "ray":  # a local Ray instance keeps its logs in the run directory
             options = dict(address=config.address, gpus_per_worker=config.gpus_per_worker,
                            cpus_per_worker=config.cpus_per_worker, temp_dir=str(run_dir.path / "ray"))
