@@ -196,7 +196,8 @@ def tune(programs: Sequence["Program | str"], tasks: Sequence[str], *, grid: Seq
     programs = [ensure_lr(load(p)) for p in programs]
     names = [p.name for p in programs]
     centers = list(centers) if centers is not None else [None] * len(programs)
-    own = backend if isinstance(backend, Backend) else get_backend(backend, workers)
+    # in process: one torch thread (small models train fastest so, and a busy machine does not stall)
+    own = backend if isinstance(backend, Backend) else get_backend(backend, workers, threads=1)
     tasks = list(tasks)
 
     def train(lr_sets: list[list[list[float]]], seeds: Sequence[int]) -> list[list[tuple[list, list]]]:
@@ -295,7 +296,7 @@ def tuned_fitness(tasks: Sequence[str], *, seeds: Sequence[int] = (0,), grid: Se
         >>> f([load("adamw")])[0] == 1.0
         True
     """
-    own = backend if isinstance(backend, Backend) else get_backend(backend)
+    own = backend if isinstance(backend, Backend) else get_backend(backend, threads=1)
     base: dict[str, float] = {}
 
     def fitness(programs: list[Program]) -> list[float]:
