@@ -12,11 +12,12 @@ Example:
     >>> model(torch.randn(8, 4)).pow(2).mean().backward()
     >>> opt.step()
 """
+from .extras import VERSION
 from .lang import OPS, Program, ProgramError, check, parse, parse_file, unparse
 from .library import builtin_names, compose, load
 from .optim import ProgramOptimizer
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 __all__ = [
     "OPS", "Program", "ProgramError", "ProgramOptimizer", "builtin_names", "check", "compose", "load",

@@ -26,7 +26,7 @@ import inspect
 import keyword
 import math
 
-from . import __version__
+from .extras import VERSION as __version__
 from .compile import foreach, standalone
 from .compile.source import comment
 from .lang.ir import Const, Program

@@ -19,6 +19,9 @@ from types import ModuleType
 DISTRIBUTION = "discover-optimizers"
 """The name to `pip install` (the import name stays `discover`)."""
 
+VERSION = "0.1.0"
+"""The distribution's version (``discover.__version__``; pyproject.toml says the same)."""
+
 EXTRAS = {"plot": "matplotlib", "ray": "ray", "tensorboard": "tensorboard"}
 """Each optional extra and the package it brings."""
 

@@ -38,6 +38,8 @@ from ..lang.errors import ProgramError
 from ..lang.ir import Program, Ref, Stmt
 from ..lang.passes import dependencies, op_count, to_ssa
 from .canonical import structural_hash
+from .pretty import readable
+from .structural import cleanup
 from .render import expr_text, stmt_text
 
 Fitness = Callable[[list[Program]], list[float]]
@@ -80,7 +82,6 @@ class AblationResult:
 def candidates(program: Program) -> list[Candidate]:
     """Every single-op bypass of an SSA program, cleaned up, type-checked, still using the
     gradient (and ``lr``, where the update used it)."""
-    from .simplify import cleanup
 
     out: list[Candidate] = []
     seen: set[str] = set()
@@ -119,7 +120,6 @@ def _describe(program: Program, stmt: Stmt, arg) -> str:
 def ablate(program: Program, fitness: Fitness, *, tolerance: float = 0.02, max_rounds: int = 20,
            keep_improvements: bool = False, log: Callable[[str], None] | None = None) -> AblationResult:
     """Greedy ablation of `program` (any form) against `fitness`; see the module docstring."""
-    from .simplify import readable
 
     current = to_ssa(program) if not any("#" in s.target for s in program.body) else program
     start = float(fitness([readable(current)])[0])

@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..lang.ir import Program
+from .explain import state_bytes
 
 LR_FACTORS = tuple(10.0 ** (k / 2) for k in range(-2, 7))
 """Default learning-rate grid, as factors of each program's default ``lr`` (0.1x to 1000x, half decades)."""
@@ -91,7 +92,6 @@ def train_programs(programs: Sequence[Program], task, *, factors: Sequence[float
     loss is also measured that many times during training (evenly spaced, and at step 0)."""
     from ..optim import ProgramOptimizer
     from ..tasks import get_task, train_population
-    from .explain import state_bytes
 
     task = get_task(task)
     names = list(names) if names is not None else [p.name for p in programs]
@@ -179,15 +179,6 @@ def compare(specs: Sequence, tasks: Sequence[str], *, factors: Sequence[float] =
         if log:
             log(f"{task.name}: {time.perf_counter() - start:.1f}s")
     return out
-
-
-def _bytes(n: int) -> str:
-    """`n` bytes in binary units (1 KiB = 1024 bytes)."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def run_dir(root: Path = Path("runs")) -> Path:

@@ -15,7 +15,8 @@ import csv
 import math
 from pathlib import Path
 
-from .compare import ProgramRun, _bytes
+from .compare import ProgramRun
+from .explain import format_bytes
 
 
 def _fmt(x: float) -> str:
@@ -55,7 +56,7 @@ def table(results: dict[str, list[ProgramRun]]) -> str:
                 lr += "*"
                 edge = True
             val = _mean_pm_se(r.best_val, r.val_se)
-            rows.append((task, r.name, val, lr, f"{r.step_seconds * 1e3:.3f}", _bytes(r.state_bytes)))
+            rows.append((task, r.name, val, lr, f"{r.step_seconds * 1e3:.3f}", format_bytes(r.state_bytes)))
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     lines = ["  ".join(f"{c:<{w}}" for c, w in zip(header, widths)).rstrip()]
     lines += ["  ".join(f"{c:<{w}}" for c, w in zip(row, widths)).rstrip() for row in rows]

@@ -137,8 +137,6 @@ def step_size_ratio(program: Program, other: Program) -> float:
 
 def explain(program: Program, model_params: int = DEFAULT_MODEL_PARAMS) -> str:
     """A text report: state memory, op count, nearest built-ins, probed properties."""
-    from .compare import _bytes
-
     lines = [f"{program.name}: {program.doc.splitlines()[0]}" if program.doc else program.name]
     buffers = [s.name for s in program.states if not s.scalar]
     scalars = [s.name for s in program.states if s.scalar]
@@ -149,7 +147,7 @@ def explain(program: Program, model_params: int = DEFAULT_MODEL_PARAMS) -> str:
         per += f" + {len(scalars)} number{'s' if len(scalars) != 1 else ''} per tensor ({', '.join(scalars)})"
     nbytes = state_bytes(program, model_params)
     lines.append(f"  state memory: {per}; {len(buffers) * 4} bytes per float32 parameter, "
-                 f"{_bytes(nbytes)} for a {_count(model_params)}-parameter model")
+                 f"{format_bytes(nbytes)} for a {_count(model_params)}-parameter model")
     lines.append(f"  ops per step: {op_count(program)}")
     hp = ", ".join(f"{h.name}={h.default:g}" for h in program.hparams) or "none"
     lines.append(f"  hyperparameters: {hp}")
@@ -182,6 +180,20 @@ def _step_size_line(program: Program, nearest: Neighbour) -> str:
     if "lr" in other.defaults and nearest.distance < 0.1:
         line += f"; as {nearest.name} with lr={ratio * other.defaults['lr']:.3g}"
     return line
+
+
+def format_bytes(n: float) -> str:
+    """`n` bytes in binary units (1 KiB = 1024 bytes).
+
+    Example:
+        >>> format_bytes(1536)
+        '1.5 KiB'
+    """
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
 
 
 def _count(n: int) -> str:

@@ -26,7 +26,8 @@ from collections import Counter
 
 from ..lang.ir import INPUTS, Const, HParam, Operand, Program, Ref, Stmt, is_temp
 from ..lang.ops import OPS
-from ..lang.passes import base_name, drop_unused, rename
+from ..lang.passes import base_name, drop_unused, rename, renumber_temps
+from .verify import verify
 
 _GENERIC_STATE = re.compile(r"^[a-z][0-9]*$")
 
@@ -279,3 +280,29 @@ def _drop_unused(program: Program) -> tuple[Program, list[str]]:
     notes = [f"input '{i}' is no longer used" for i in program.inputs if i not in out.inputs]
     notes += [f"hyperparameter '{h.name}' is no longer used" for h in program.hparams if h not in out.hparams]
     return out, notes
+
+
+def readable(ssa: Program) -> Program:
+    """A valid, plainly named program for a single-assignment one (for evaluators and printing)."""
+    return pretty_or_plain(ssa, False)[0]
+
+
+def pretty_or_plain(ssa: Program, lift_constants: bool) -> tuple[Program, list[str]]:
+    """`pretty`'s form, proved equivalent to `ssa` (`discover.analysis.verify`); else plainer ones:
+    without lifted constants, then SSA names made legal (always correct)."""
+    for lift in ((True, False) if lift_constants else (False,)):
+        try:
+            out, notes = pretty(ssa, lift_constants=lift)
+        except Exception:  # never lose a simplification to a naming problem
+            continue
+        if verify(ssa, out) is None:
+            return out, notes
+    plain = renumber_temps(_plain_names(ssa))
+    return plain, ["(kept plain names)"]
+
+
+def _plain_names(p: Program) -> Program:
+    """SSA names made legal: ``m#3`` -> ``m_3`` (a fallback that is always correct)."""
+    taken = {s.target for s in p.body}
+    mapping = {t: (t.replace("#", "_s") if not is_temp(t) else "_" + t.replace("#", "_").lstrip("_")) for t in taken}
+    return rename(p, mapping)

@@ -197,13 +197,6 @@ def _layout(rendered: list[tuple[str, str]]) -> str:
     return "\n\n".join(blocks) if any("\n" in b for b in blocks) else "\n".join(blocks)
 
 
-def _register() -> None:
-    from ..commands.show import NUMERIC_VIEWS, VIEWS
-
-    VIEWS.setdefault("math", math_view)
-    VIEWS.setdefault("latex", latex_view)
-    NUMERIC_VIEWS.setdefault("math", numeric_view)
-    NUMERIC_VIEWS.setdefault("latex", lambda program: numeric_view(program, as_latex=True))
-
-
-_register()
+def numeric_latex_view(program: Program) -> str:
+    """`numeric_view` as LaTeX."""
+    return numeric_view(program, as_latex=True)

@@ -6,9 +6,9 @@ import argparse
 from ..lang.printer import unparse
 from ..library import load
 
-VIEWS = {}
-"""Extra views by name: view(program) -> str. Modules add theirs here (math, latex, ...)."""
-NUMERIC_VIEWS = {}
+VIEWS = {"math": "math_view", "latex": "latex_view"}
+"""The views of `discover.analysis.views` by name (imported when asked for: sympy is slow to import)."""
+NUMERIC_VIEWS = {"math": "numeric_view", "latex": "numeric_latex_view"}
 """Views with hyperparameters at their values and constants folded (``--numeric``), by name."""
 
 
@@ -28,10 +28,9 @@ def run(args: argparse.Namespace) -> int:
     program = load(args.spec)
     view = args.view
     if args.numeric:
-        _load_views()
         if view not in NUMERIC_VIEWS:
-            raise ValueError(f"--numeric is for --as {' or '.join(sorted(NUMERIC_VIEWS)) or 'math'}, not --as {view}")
-        print(NUMERIC_VIEWS[view](program))
+            raise ValueError(f"--numeric is for --as {' or '.join(sorted(NUMERIC_VIEWS))}, not --as {view}")
+        print(_view(NUMERIC_VIEWS[view])(program))
         return 0
     if view == "dsl":
         print(unparse(program), end="")
@@ -43,15 +42,13 @@ def run(args: argparse.Namespace) -> int:
               "# with an optimizer class: discover export SPEC -o my_opt.py")
         print(torch_source(program), end="")
         return 0
-    _load_views()
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}: choose dsl, torch, {', '.join(sorted(VIEWS))}")
-    print(VIEWS[view](program))
+    print(_view(VIEWS[view])(program))
     return 0
 
 
-def _load_views() -> None:
-    try:
-        from ..analysis import views  # noqa: F401  (registers math/latex)
-    except ImportError:
-        pass
+def _view(name: str):
+    from ..analysis import views
+
+    return getattr(views, name)

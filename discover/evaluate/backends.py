@@ -14,30 +14,14 @@ torch threads; the process and ray backends fix it per worker.)
 """
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from typing import Sequence
 
+from .backend_base import Backend
 from .batched import run_item
+from .process_backend import ProcessPoolBackend as ProcessBackend
 from .work import ItemResult, WorkItem
 
-
-class Backend(ABC):
-    """Runs evaluation work; `run` returns results in the order of `items`."""
-
-    name = "backend"
-
-    @abstractmethod
-    def run(self, items: Sequence[WorkItem]) -> list[ItemResult]:
-        ...
-
-    def close(self) -> None:
-        """Release workers (a no-op for in-process backends)."""
-
-    def __enter__(self) -> "Backend":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+__all__ = ["BACKENDS", "Backend", "LocalBackend", "ProcessBackend", "get_backend"]
 
 
 class LocalBackend(Backend):
@@ -72,9 +56,6 @@ class LocalBackend(Backend):
         finally:
             torch.set_num_threads(before)
 
-
-# After `Backend`: process_backend imports it from here.
-from .process_backend import ProcessPoolBackend as ProcessBackend  # noqa: E402
 
 BACKENDS = {"local": LocalBackend, "process": ProcessBackend, "ray": None}  # ray: imported when asked for
 

@@ -32,7 +32,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Sequence
 
-from .backends import Backend
+from .backend_base import Backend
 from .work import ItemResult, WorkItem
 
 

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..extras import install_line
-from .backends import Backend
+from .backend_base import Backend
 from .work import ItemResult, WorkItem
 
 MAX_TEMP_DIR = 38
