@@ -63,7 +63,8 @@ class ProgramOptimizer(Optimizer):
     """
 
     def __init__(self, params: Iterable[Any], program: "str | Path | Program" = "adam", *,
-                 backend: str = "auto", **hyperparameters: float) -> None:
+                 backend: "str | Callable[[Program], Callable[..., dict]]" = "auto",
+                 **hyperparameters: float) -> None:
         self.program = load(program)
         check(self.program)  # a hand-built Program meets the rules parsed text does (names, types)
         if self.program.is_wrapper:

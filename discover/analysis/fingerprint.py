@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ..compile.reference import evaluate
+from ..compile.reference import interpret
 from ..lang.ir import Program
 from ..lang.passes import state_start
 
@@ -127,7 +127,7 @@ def run_probe(program: Program, w: torch.Tensor, grads: list[torch.Tensor], *,
         u = wrapped[t] if wrapped is not None else torch.zeros_like(w)
         env = {**hp, **state, "w": w, "g": g, "u": u, "step": t + 1}
         try:
-            update, *new_state = evaluate(program, env)
+            update, *new_state = interpret(program, env)
             update = torch.as_tensor(update, dtype=torch.float64).expand_as(w).clone()
         except Exception:
             failed = True
@@ -171,7 +171,7 @@ def probe_states(program: Program, steps: int = PROBE_STEPS, seed: int = 0) -> d
         for t in range(steps):
             env = {**hp, **state, "w": w, "g": probe["g"][t], "u": probe["u"][t], "step": t + 1}
             try:
-                update, *new_state = evaluate(program, env)
+                update, *new_state = interpret(program, env)
                 update = torch.as_tensor(update, dtype=torch.float64).expand_as(w)
             except Exception:
                 update, new_state = torch.full_like(w, math.nan), [math.nan] * len(program.states)

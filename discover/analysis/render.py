@@ -13,11 +13,8 @@ Example:
 from __future__ import annotations
 
 from ..lang.ir import Const, Operand, Program, Ref, Stmt, is_temp
-from ..lang.ops import OPS
-from ..lang.printer import format_number
+from ..lang.printer import format_op, format_operand
 
-_ATOM = 20
-_UNARY = 13
 
 
 def _name(name: str) -> str:
@@ -25,10 +22,7 @@ def _name(name: str) -> str:
 
 
 def _number(value: float) -> str:
-    try:
-        return format_number(value)
-    except ValueError:
-        return "nan"
+    return format_operand(Const(value))[0]
 
 
 def expr_text(program: Program, arg: Operand, *, expand: "set[str] | None" = None, depth: int = 12) -> str:
@@ -46,33 +40,15 @@ def stmt_text(program: Program, stmt: Stmt, *, expand: "set[str] | None" = None)
 
 def _expr(arg: Operand, defs: dict[str, Stmt], expand: "set[str] | None", depth: int) -> tuple[str, int]:
     if isinstance(arg, Const):
-        text = _number(arg.value)
-        return text, (_UNARY if text.startswith("-") else _ATOM)
+        return format_operand(arg)
     stmt = defs.get(arg.name)
     if stmt is not None and expand is not None and (is_temp(arg.name) or arg.name in expand) and depth > 0:
         return _op_text(stmt, defs, expand, depth - 1)
-    return _name(arg.name), _ATOM
+    return format_operand(arg, _name(arg.name))
 
 
 def _op_text(stmt: Stmt, defs: dict[str, Stmt], expand: "set[str] | None", depth: int) -> tuple[str, int]:
-    op = OPS[stmt.op]
-    args = [_expr(a, defs, expand, depth) for a in stmt.args]
-    if op.name == "copy":
-        return args[0]
-    if op.infix:
-        (left, lp), (right, rp) = args
-        prec = op.precedence
-        if op.name == "pow":
-            return f"{_paren(left, lp <= prec)} ** {_paren(right, rp < _UNARY)}", prec
-        return f"{_paren(left, lp < prec)} {op.infix} {_paren(right, rp <= prec)}", prec
-    if op.prefix:
-        (inner, ip), = args
-        return f"{op.prefix}{_paren(inner, ip < _UNARY)}", _UNARY
-    return f"{op.name}({', '.join(a for a, _ in args)})", _ATOM
-
-
-def _paren(text: str, needed: bool) -> str:
-    return f"({text})" if needed else text
+    return format_op(stmt.op, [_expr(a, defs, expand, depth) for a in stmt.args])
 
 
 def statement_lines(program: Program, *, header: bool = False) -> list[str]:

@@ -3,8 +3,8 @@
 The same trials -- (program, learning rate, seed) on one task -- are trained
 three times in this process: all together by the batched evaluator (one
 forward/backward per step for the whole population, each candidate's slice
-updated by the population kernel, `discover.compile.population`); the same
-with the updates done by the torch batched step (`discover.compile.batched`,
+updated by the population kernel, `discover.compile.population_kernel`); the same
+with the updates done by the torch batched step (`discover.compile.population_torch`,
 what the kernel replaces); and one after another, each with
 `discover.ProgramOptimizer` on its own copy of the task's parameters. It
 prints trials per second of each, the ratios, the share of time spent in the
@@ -14,10 +14,8 @@ to float round-off).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import time
-from typing import Iterator
 
 import torch
 
@@ -76,22 +74,9 @@ def sequential(task, programs, lrs, seeds, steps: int) -> list[float]:
     return out
 
 
-@contextlib.contextmanager
-def torch_batched_updates() -> Iterator[None]:
-    """Within the block the evaluator updates with the torch batched step instead of the kernel."""
-    from ..compile.batched import compile_batched
-    from ..evaluate import batched
-
-    kernel = batched.population_step
-    batched.population_step = compile_batched
-    try:
-        yield
-    finally:
-        batched.population_step = kernel
-
-
 def main(args: argparse.Namespace) -> int:
-    from ..evaluate.batched import run_item, task_instance
+    from ..compile.population_torch import compile_batched
+    from ..evaluate.trials import run_item, task_instance
     from ..evaluate.work import WorkItem
 
     print(malloc_note())
@@ -112,10 +97,9 @@ def main(args: argparse.Namespace) -> int:
         sync(); t0 = time.perf_counter()
         res = run_item(item)
         sync(); t_batched = min(t_batched, time.perf_counter() - t0)
-        with torch_batched_updates():
-            sync(); t0 = time.perf_counter()
-            res_torch = run_item(item)
-            sync(); t_torch = min(t_torch, time.perf_counter() - t0)
+        sync(); t0 = time.perf_counter()
+        res_torch = run_item(item, step_factory=compile_batched)  # the torch batched step, not the kernel
+        sync(); t_torch = min(t_torch, time.perf_counter() - t0)
     batched = [v for c in res.val_loss for v in c]
     for _ in range(args.repeat):
         sync(); t0 = time.perf_counter()

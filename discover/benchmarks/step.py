@@ -97,12 +97,15 @@ class PlainLion(torch.optim.Optimizer):
 def _foreach_with_budget(params: list, program: str, mib: float) -> torch.optim.Optimizer:
     """discover's foreach optimizer with its step chunked at `mib` MiB per list (0: unchunked)."""
     from ..compile.chunked import chunked_step
+    from ..compile.foreach import compile_foreach
     from ..optim import ProgramOptimizer
 
-    opt = ProgramOptimizer(params, program, backend="foreach", **HPARAMS[program])
-    whole = getattr(opt._step_fn, "unchunked", opt._step_fn)
-    opt._step_fn = whole if mib == 0 else chunked_step(whole, opt.program, budget_bytes=int(mib * 2**20))
-    return opt
+    def factory(p):  # the foreach step, cut at this budget instead of the default one
+        step = compile_foreach(p)
+        whole = getattr(step, "unchunked", step)  # reduction programs are never chunked
+        return whole if mib == 0 else chunked_step(whole, p, budget_bytes=int(mib * 2**20))
+
+    return ProgramOptimizer(params, program, backend=factory, **HPARAMS[program])
 
 
 def _contenders(program: str, device: torch.device,

@@ -22,18 +22,13 @@ Backends:
   norm/rms/mean add read-only reduction passes. Other buckets (CUDA among them),
   non-contiguous tensors and machines without a compiler use foreach (one warning saying why).
 
-Search's batched (population) step has its own path, `population.py`: one C++ block
+Search's batched (population) step has its own path, `population_kernel.py`: one C++ block
 interpreter shared by every program, so no compiler run per candidate.
 
-``DEFAULT_BACKEND = "fused"``, chosen by measurement (`discover bench step`, this
-2-core CPU shared with other jobs, 1 thread, medians of 20 round-robin rounds;
-us per step, discover fused / torch fused / discover foreach / torch foreach):
-Adam on 50 tensors x 20k: 1430 / 1344 / 8019 / 7325 (later runs after trimming the
-Python side: 976 vs 994); Adam on 200 tensors x 500: 540 vs 790 torch fused; Adam on
-one 16M tensor: 31.9 ms / 36.1 ms / 167 ms / 117 ms; Lion 16M: 20.7 ms vs 86.7 ms for
-a plain-torch Lion. torch.compile (Inductor) of the generated step was measured too
-and rejected: 65 s (50 tensors) to 133 s (200 tensors) of compilation per shape set
-and no faster than foreach at run time on this CPU.
+``DEFAULT_BACKEND = "fused"``: the fastest on CPU by ``discover bench step``, which
+measures every backend against torch.optim's side by side (README, "Backends and speed").
+torch.compile (Inductor) of the generated step was tried and rejected: a minute or more
+of compilation per set of shapes, and no faster than foreach at run time on CPU.
 
 Example:
     >>> from discover import load
@@ -79,8 +74,11 @@ def backend_names() -> list[str]:
     return sorted(_BACKENDS) + ["auto"]
 
 
-def compile_step(program: Program, backend: str = "auto") -> StepFn:
-    """The compiled step of `program` for `backend` (``"auto"`` picks the measured-fastest default)."""
+def compile_step(program: Program, backend: "str | Callable[[Program], StepFn]" = "auto") -> StepFn:
+    """The compiled step of `program` for `backend` (``"auto"`` picks the measured-fastest default),
+    or `backend(program)` for a step factory (benchmarks time variants of a backend this way)."""
+    if callable(backend):
+        return backend(program)
     name = DEFAULT_BACKEND if backend == "auto" else backend
     if name not in _BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(backend_names())}")

@@ -13,7 +13,7 @@ alive) x (one sub-bucket), and the smaller working set is also faster on CPU
 (it stays in cache between the ops of one step).
 
 - A bucket of at most 2 budgets runs whole: one more sub-bucket's Python overhead
-  (~0.1 ms) is not repaid below that (measured). A larger one is cut into
+  is not repaid below that. A larger one is cut into
   ``ceil(total / budget)`` >= 3 near-equal sub-buckets, so Adam's peak, 2 sub-buckets,
   is at most 2/3 of one list: below torch's foreach Adam. (A whole bucket peaks at most
   2 budgets above it, 8 MiB on CPU.)
@@ -31,20 +31,17 @@ alive) x (one sub-bucket), and the smaller working set is also faster on CPU
 
 Budgets (bytes of one list per sub-bucket; `CHUNK_BYTES`, by device type):
 
-- ``cpu``: 4 MiB (1M float32 values), measured with ``discover bench step
-  --foreach-budgets 0,2,4,8 --configs L,50x1000000,200x100000`` on a 2-core AMD EPYC
-  (2 MiB L2 per core, 32 MiB L3), 2 threads: 0.5-0.65x the time of whole lists for
-  Adam, Lion and SGD-momentum on 16M, 50 x 1M and 200 x 100k float32 values (2 MiB is
-  as fast, 8 MiB slower); the A and B configs (1M and 100k values) run whole. Caveat:
-  each sub-bucket's ops are separate OpenMP parallel regions, and on an oversubscribed
-  CPU (more busy threads than cores) every region can wait a scheduler time slice for a
-  descheduled worker: there, 16 sub-buckets of a 16M tensor took up to 1.4 s against
-  0.1 s whole. With ``torch.set_num_threads(1)`` there are no regions to wait for.
-- ``cuda`` (and other accelerators): 256 MiB. Not measured on a GPU yet; chosen so that
-  one sub-bucket keeps the GPU busy longer than the CPU takes to launch the next one
-  (about 13 foreach launches, ~0.2 ms, against ~1 ms of memory traffic at 3 TB/s), so
-  chunking should cost no time; only buckets over 512 MiB per list are cut. Check with
-  ``discover bench step --device cuda --foreach-budgets 0,64,256 --configs 10x20000000``.
+- ``cpu``: 4 MiB (1M float32 values): on CPU a sub-bucket that stays in cache beats
+  whole lists for Adam, Lion and SGD-momentum on large buckets, and 8 MiB is slower
+  (``discover bench step --foreach-budgets 0 2 4 8 --configs L 50x1000000`` measures it
+  on a machine). Caveat: each sub-bucket's ops are separate OpenMP parallel regions, and
+  on an oversubscribed CPU (more busy threads than cores) every region can wait a
+  scheduler time slice for a descheduled worker; with ``torch.set_num_threads(1)`` there
+  are no regions to wait for.
+- ``cuda`` (and other accelerators): 256 MiB, chosen so that one sub-bucket keeps the
+  GPU busy longer than the CPU takes to launch the next one, so chunking should cost no
+  time; only buckets over 512 MiB per list are cut. ``discover bench step --device cuda
+  --foreach-budgets 0 64 256 --configs 10x20000000`` checks it on a GPU.
 
 Example:
     >>> import torch
@@ -182,7 +179,7 @@ def chunked_step(step: Callable[..., dict], program: Program,
         limit = budget_elements(params[0], budget_bytes)
         numels = [p.numel() for p in params]
         total = sum(numels)
-        if total <= 2 * limit:  # one more sub-bucket's overhead is not repaid (measured)
+        if total <= 2 * limit:  # one more sub-bucket's overhead is not repaid
             return step(params, grads, states, steps, hparams)
         lists = [params] + ([grads] if uses_g else []) + [states[name] for name in tensor_states]
         first_state = 2 if uses_g else 1

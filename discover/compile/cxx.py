@@ -1,7 +1,7 @@
 """Build generated C++ into a shared library once, cache it on disk, load it with ctypes.
 
 Shared by the per-program fused kernels (`fused.py`) and the population kernel
-(`population.py`). A library is keyed by a hash of its source, the compiler, the
+(`population_kernel.py`). A library is keyed by a hash of its source, the compiler, the
 flags and the CPU (``-march=native`` code is only valid on the CPU it was built
 for), stored under ``$DISCOVER_CACHE_DIR`` (default ``~/.cache/discover``)
 ``/kernels`` and loaded once per process. `compile_count()` counts compiler runs

@@ -15,7 +15,7 @@ Design (chosen by measurement, see `discover bench step` and ``backends.py``):
   array, so **hyperparameters and the step are runtime values**: a scheduler
   changing ``lr`` or a growing ``step`` never recompiles anything.
 - The kernel knows no shapes and no tensor count; it is compiled once per program
-  (``g++ -O3 -march=native -fopenmp``, 0.2-0.6 s on this CPU), cached on disk by
+  (``g++ -O3 -march=native -fopenmp``, under a second; ``discover bench step`` reports it), cached on disk by
   `discover.compile.cxx` (keyed by a hash of its source and the CPU) and loaded with
   ctypes. `compile_count()` counts compiler runs.
 - Semantics follow the reference op by op in the parameter's dtype, each op written

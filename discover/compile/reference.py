@@ -1,12 +1,12 @@
 """The reference backend: interpret the IR one parameter tensor at a time.
 
 Simple on purpose; the other backends are tested against it and against
-torch.optim. `evaluate` is also the semantics used by probes and fingerprints.
+torch.optim. `interpret` is also the semantics used by probes and fingerprints.
 
 Example:
     >>> import torch
     >>> from discover import load
-    >>> out = evaluate(load("sgd"), {"w": torch.ones(2), "g": torch.ones(2), "lr": 0.5, "weight_decay": 0.0})
+    >>> out = interpret(load("sgd"), {"w": torch.ones(2), "g": torch.ones(2), "lr": 0.5, "weight_decay": 0.0})
     >>> out[0]
     tensor([0.5000, 0.5000])
 """
@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import torch
 from torch import Tensor
 
 from ..lang.ir import Const, Program
 from ..lang.ops import OPS
 
 
-def evaluate(program: Program, env: Mapping[str, Any], *, batched: bool = False) -> list[Any]:
+def interpret(program: Program, env: Mapping[str, Any], *, batched: bool = False) -> list[Any]:
     """Run `program` once on `env` (inputs, state and hyperparameters by name).
 
     Returns the returned values: the update, then the new value of each state.
@@ -35,6 +34,10 @@ def evaluate(program: Program, env: Mapping[str, Any], *, batched: bool = False)
         fn = op.batched_fn if (batched and op.batched_fn is not None) else op.fn
         values[stmt.target] = fn(*args)
     return [a.value if isinstance(a, Const) else values[a.name] for a in program.returns]
+
+
+evaluate = interpret
+"""The old name of `interpret` (kept for code written before; `discover.evaluate` is the evaluator package)."""
 
 
 def reference_step(program: Program, params: list[Tensor], grads: list[Tensor], states: dict[str, list],
@@ -51,7 +54,7 @@ def reference_step(program: Program, params: list[Tensor], grads: list[Tensor], 
         env.update(w=p, g=g, step=steps[i])
         for s in program.states:
             env[s.name] = states[s.name][i]
-        update, *new_states = evaluate(program, env)
+        update, *new_states = interpret(program, env)
         # A returned value may be a buffer this step overwrites (states swapped, a state
         # returned as the update, w kept as state): read all of them before writing any.
         buffers = {id(p)} | {id(states[s.name][i]) for s in program.states if not s.scalar}

@@ -27,7 +27,7 @@ from ..lang.ir import Program
 from ..library import load
 from ..tasks import DEFAULT_TASKS, META_TASKS
 from .backends import BACKENDS, Backend, LocalBackend, ProcessBackend, get_backend
-from .batched import run_item
+from .trials import run_item
 from .evaluator import Evaluator, Fidelity, seed_spread
 from .fitness import PROTOCOLS, SEARCH_FACTORS, WIDE_FACTORS, Score
 from .work import ItemResult, StopRule, WorkItem, ensure_lr, make_work, merge_results

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from .backend_base import Backend
-from .batched import run_item
+from .trials import run_item
 from .process_backend import ProcessPoolBackend as ProcessBackend
 from .work import ItemResult, WorkItem
 

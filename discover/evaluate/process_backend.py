@@ -8,7 +8,7 @@ worker (``BrokenProcessPool``); it then starts a new pool and resubmits every
 unfinished item, so nothing is lost.
 
 * ``workers`` processes, started on first use and kept for the backend's life
-  (task data set up once per process, as in `discover.evaluate.batched`);
+  (task data set up once per process, as in `discover.evaluate.trials`);
 * at most ``workers`` items in flight, handed to whichever process is free;
   results are returned in the order of the items, so merging -- and the whole
   search -- is the same as with the local backend;
@@ -61,7 +61,7 @@ def exit_with_parent(parent: int, interval: float = 0.5) -> None:
 
 
 def _run(item: WorkItem) -> ItemResult:
-    from .batched import run_item
+    from .trials import run_item
 
     return run_item(item)
 

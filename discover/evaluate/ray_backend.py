@@ -72,7 +72,7 @@ class _Worker:
                 "cuda": torch.cuda.is_available(), "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
     def run(self, item: WorkItem) -> ItemResult:
-        from .batched import run_item
+        from .trials import run_item
 
         return run_item(item)
 

@@ -42,6 +42,42 @@ def format_number(value: float) -> str:
     return repr(float(value))
 
 
+def format_operand(arg: Operand, name: str | None = None) -> tuple[str, int]:
+    """An operand as text with its precedence: a constant (``format_number``; NaN as ``nan``, which
+    only reports print) or a name (`name` in its place where given)."""
+    if isinstance(arg, Const):
+        text = format_number(arg.value) if arg.value == arg.value else "nan"
+        return text, (_UNARY if text.startswith("-") else _ATOM)
+    return (name if name is not None else arg.name), _ATOM
+
+
+def format_op(op_name: str, args: list[tuple[str, int]]) -> tuple[str, int]:
+    """One op applied to arguments already written (each ``(text, precedence)``), parenthesized as
+    Python reads it: the shared core of every printer (program text, reports, diffs).
+
+    Example:
+        >>> format_op("mul", [("a + b", 11), ("c", 20)])
+        ('(a + b) * c', 12)
+    """
+    op = OPS[op_name]
+    if op.name == "copy":
+        return args[0]
+    if op.infix:
+        (left, lp), (right, rp) = args
+        prec = op.precedence
+        if op.name == "pow":  # right-associative; unary minus binds looser on its left
+            left, right = _paren(left, lp <= prec), _paren(right, rp < _UNARY)
+        elif prec == _COMPARE:  # comparisons chain in Python: parenthesize both sides
+            left, right = _paren(left, lp <= prec), _paren(right, rp <= prec)
+        else:
+            left, right = _paren(left, lp < prec), _paren(right, rp <= prec)
+        return f"{left} {op.infix} {right}", prec
+    if op.prefix:
+        (inner, ip), = args
+        return f"{op.prefix}{_paren(inner, ip < _UNARY)}", _UNARY
+    return f"{op.name}({', '.join(a for a, _ in args)})", _ATOM
+
+
 def unparse(program: Program, *, header: bool = True) -> str:
     """Program text for `program`, with nested formulas and its header comment.
 
@@ -96,30 +132,12 @@ class _Printer:
 
     def leaf(self, arg: Operand) -> tuple[str, int]:
         if isinstance(arg, Const):
-            text = format_number(arg.value)
-            return text, (_UNARY if text.startswith("-") else _ATOM)
-        return self.name(arg.name), _ATOM
+            format_number(arg.value)  # NaN cannot be written as a program constant: raises
+        return format_operand(arg, None if isinstance(arg, Const) else self.name(arg.name))
 
     def expression(self, stmt: Stmt, cursor: int) -> tuple[tuple[str, int], int]:
-        op = OPS[stmt.op]
         args, cursor = self.operands(stmt.args, cursor)
-        if op.name == "copy":
-            return args[0], cursor
-        if op.infix:
-            (left, lp), (right, rp) = args
-            prec = op.precedence
-            if op.name == "pow":  # right-associative; unary minus binds looser on its left
-                left = _paren(left, lp <= prec)
-                right = _paren(right, rp < _UNARY)
-            elif prec == _COMPARE:
-                left, right = _paren(left, lp <= prec), _paren(right, rp <= prec)
-            else:
-                left, right = _paren(left, lp < prec), _paren(right, rp <= prec)
-            return (f"{left} {op.infix} {right}", prec), cursor
-        if op.prefix:
-            (inner, ip), = args
-            return (f"{op.prefix}{_paren(inner, ip < _UNARY)}", _UNARY), cursor
-        return (f"{op.name}({', '.join(a for a, _ in args)})", _ATOM), cursor
+        return format_op(stmt.op, args), cursor
 
     # -------------------------------------------------------------- program
     def signature(self) -> str:

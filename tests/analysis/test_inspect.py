@@ -10,7 +10,7 @@ from discover.analysis.compare import train_programs
 from discover.analysis.diff import diff
 from discover.analysis.explain import nearest_builtins, properties, state_bytes
 from discover.analysis.views import formulas, latex_view, math_view
-from discover.compile.reference import evaluate
+from discover.compile.reference import interpret as evaluate
 
 
 def holds(program, name):

@@ -4,7 +4,7 @@ import torch
 
 from discover import load, parse
 from discover.analysis.lr_scale import lr_scale_violation
-from discover.compile.reference import evaluate
+from discover.compile.reference import interpret as evaluate
 from discover.lang.ir import HParam, Ref
 from discover.library import builtin_names, programs_dir
 

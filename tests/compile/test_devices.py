@@ -8,8 +8,8 @@ import torch
 
 from discover import ProgramOptimizer, load
 from discover.compile import chunked, fused
-from discover.compile.batched import init_states
-from discover.compile.population import population_step
+from discover.compile.population_torch import init_states
+from discover.compile.population_kernel import population_step
 from discover.evaluate.work import ensure_lr
 
 
@@ -30,7 +30,7 @@ def test_optimizer_on_another_device_uses_foreach_with_one_warning(monkeypatch):
 
 
 def test_population_step_on_another_device_uses_the_torch_batched_step(monkeypatch):
-    import discover.compile.population as pop
+    import discover.compile.population_kernel as pop
 
     program = ensure_lr(load("adam"))
     calls = []

@@ -17,9 +17,9 @@ import torch
 
 from discover import ProgramError, ProgramOptimizer, parse
 from discover.compile import fused, torch_source
-from discover.compile.batched import compile_batched, init_states
+from discover.compile.population_torch import compile_batched, init_states
 from discover.compile.lower import lower, prologue
-from discover.compile.population import population_step
+from discover.compile.population_kernel import population_step
 from discover.compile.source import comment
 from discover.evaluate.work import ensure_lr
 from discover.lang.ir import Const, HParam, Ref, State, Stmt

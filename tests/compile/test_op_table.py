@@ -24,9 +24,9 @@ import sympy
 import torch
 
 from discover.compile import compile_step
-from discover.compile.batched import compile_batched
+from discover.compile.population_torch import compile_batched
 from discover.compile.lower import lower, run_prologue
-from discover.compile.population import compile_population
+from discover.compile.population_kernel import compile_population
 from discover.lang.check import check
 from discover.lang.ir import Const, HParam, Program, Ref, State, Stmt
 from discover.lang.ops import ALL_OPS, KERNEL_OPS, OPS, PER_PARAM, REDUCTION

@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-import discover.compile.population as pop
+import discover.compile.population_kernel as pop
 from discover import load, parse
 from discover.compile import cxx
-from discover.compile.batched import init_states
-from discover.compile.reference import evaluate
+from discover.compile.population_torch import init_states
+from discover.compile.reference import interpret as evaluate
 from discover.evaluate.work import ensure_lr
 from discover.lang.ir import Const, Ref
 

@@ -9,8 +9,8 @@ import torch
 
 from discover import load, unparse
 from discover.compile import compile_step
-from discover.compile.batched import init_states
-from discover.compile.population import Unsupported, compile_population
+from discover.compile.population_torch import init_states
+from discover.compile.population_kernel import Unsupported, compile_population
 from discover.evaluate.work import ensure_lr
 from discover.search.mutate import Mutator, NoChild
 from discover.search.program import prune

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from discover import ProgramOptimizer, load, parse
-from discover.compile.batched import compile_batched, init_states
+from discover.compile.population_torch import compile_batched, init_states
 from discover.compile.reference import evaluate
 from discover.evaluate import Evaluator, WorkItem, make_work, merge_results, run_item, score_programs
-from discover.evaluate.batched import task_instance
+from discover.evaluate.trials import task_instance
 from discover.evaluate.fitness import best_loss, fitness_at, per_lr, ratio_of, score_from_losses
 from discover.evaluate.work import ensure_lr
 
@@ -92,7 +92,7 @@ def test_failing_candidates_score_inf_and_do_not_disturb_others(monkeypatch):
     nan_prog = parse("def bad(w, g, *, lr=1e-3):\n    return lr * g / 0 * 0\n")  # inf * 0 = NaN
     boom = ensure_lr(load("adamw")).with_(name="boom")
     good = ensure_lr(load("adamw"))
-    import discover.evaluate.batched as eb
+    import discover.evaluate.trials as eb
 
     real = eb.population_step
 
@@ -117,7 +117,7 @@ def test_failing_candidates_score_inf_and_do_not_disturb_others(monkeypatch):
 
 def test_candidate_time_limit_fails_only_that_candidate(monkeypatch):
     import time as _time
-    import discover.evaluate.batched as eb
+    import discover.evaluate.trials as eb
 
     real = eb.population_step
 

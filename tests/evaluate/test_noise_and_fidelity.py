@@ -7,7 +7,7 @@ import torch
 
 from discover import ProgramOptimizer, load, parse
 from discover.evaluate import Evaluator, Fidelity, StopRule, WorkItem, run_item, seed_spread
-from discover.evaluate.batched import task_instance
+from discover.evaluate.trials import task_instance
 from discover.evaluate.tuned import TaskResult, Tuned, mean_se, paired_ratio
 from discover.tasks import Task
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from discover import ProgramError, check, compose, load, parse, unparse
-from discover.compile import evaluate
+from discover.compile import interpret as evaluate
 from discover.lang import Ref, Type
 
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from discover import check, parse, unparse
-from discover.compile import evaluate
+from discover.compile import interpret as evaluate
 from discover.lang import OPS, Const, HParam, Program, Ref, State, Stmt, Type
 from discover.lang.ops import CALLABLE_OPS
 

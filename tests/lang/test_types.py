@@ -99,7 +99,7 @@ def test_statement_positions_reach_check_messages():
 
 def test_where_with_a_number_as_condition_is_still_a_tensor_at_run_time():
     """Regression: where(1, 0, g) is typed as a tensor, so rms() of it must get a tensor."""
-    from discover.compile import evaluate
+    from discover.compile import interpret as evaluate
 
     p = parse("def f(w, g):\n    x = where(1, 0, g)\n    y = where(0, 2, w)\n    return g * rms(x) + rms(y)\n")
     assert check(p)["x"] == Type.TENSOR
