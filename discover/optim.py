@@ -42,9 +42,10 @@ class ProgramOptimizer(Optimizer):
         params: parameters or param-group dicts, as for any torch optimizer.
         program: a built-in name (``"adam"``), a composition (``"lookahead+adam"``),
             a path to a ``.opt`` file, or a `Program`.
-        backend: ``"auto"`` (the default) is ``"fused"``, the fastest measured, which itself uses
-            ``"foreach"`` where it cannot run (CUDA, non-contiguous tensors, no compiler);
-            or name one: ``"fused"``, ``"foreach"`` or ``"reference"``.
+        backend: ``"auto"`` (the default) is ``"fused"``, the fastest measured, on CPU, and
+            ``"triton"`` on CUDA (when Triton can be imported); each uses ``"foreach"`` where it
+            cannot run (CUDA without Triton, non-contiguous tensors, no compiler), saying why once;
+            or name one: ``"fused"``, ``"triton"``, ``"foreach"`` or ``"reference"``.
         **hyperparameters: values for the program's hyperparameters; the rest keep
             the program's defaults. Unknown names raise `ValueError` listing the allowed ones.
             A program with ``beta1`` and ``beta2`` also takes torch's ``betas=(beta1, beta2)``

@@ -21,9 +21,16 @@ Backends:
   computed in float32 with one rounding per stored value (as torch's fused optimizers);
   norm/rms/mean add read-only reduction passes. Other buckets (CUDA among them),
   non-contiguous tensors and machines without a compiler use foreach (one warning saying why).
+- ``"triton"`` — the same design as one generated Triton kernel per program for CUDA
+  (`triton_step.py`): one launch per pass over a whole bucket, float32/bfloat16/float16
+  computed in float32, runtime hyperparameters; needs the optional ``triton`` package
+  (``pip install 'discover-optimizers[gpu]'``). Other buckets use fused (CPU) or foreach.
+- ``"auto"`` (the default) — per bucket: ``DEFAULT_BACKEND`` (fused) on CPU, ``CUDA_BACKEND``
+  (triton) on CUDA where Triton can be imported, else foreach there (saying why once).
 
 Search's batched (population) step has its own path, `population_kernel.py`: one C++ block
-interpreter shared by every program, so no compiler run per candidate.
+interpreter shared by every program, so no compiler run per candidate; on CUDA its Triton
+counterpart, `triton_population.py` (`population_device.py` picks one per device).
 
 ``DEFAULT_BACKEND = "fused"``: the fastest on CPU by ``discover bench step``, which
 measures every backend against torch.optim's side by side (README, "Backends and speed").
@@ -57,12 +64,23 @@ def _fused(program: Program) -> StepFn:
     return compile_fused(program)
 
 
+def _triton(program: Program) -> StepFn:
+    from .triton_step import TritonUnavailable, compile_triton
+
+    try:
+        return compile_triton(program)
+    except TritonUnavailable as exc:
+        raise ValueError(f"backend='triton' cannot run program '{program.name}': {exc}") from None
+
+
 _BACKENDS: dict[str, Callable[[Program], StepFn]] = {
     "reference": lambda program: partial(reference_step, program),
     "foreach": _foreach,
     "fused": _fused,
+    "triton": _triton,
 }
 DEFAULT_BACKEND = "fused"
+CUDA_BACKEND = "triton"
 
 
 def register_backend(name: str, factory: Callable[[Program], StepFn]) -> None:
@@ -74,12 +92,44 @@ def backend_names() -> list[str]:
     return sorted(_BACKENDS) + ["auto"]
 
 
+def _auto(program: Program) -> StepFn:
+    """The default step: CPU buckets (and any but CUDA's) on `DEFAULT_BACKEND`; CUDA buckets on
+    the Triton kernel (`CUDA_BACKEND`), built on the first CUDA bucket, or, where Triton cannot be
+    imported, on foreach (saying why once)."""
+    cpu_step = _BACKENDS[DEFAULT_BACKEND](program)
+    cuda: list[StepFn] = []
+
+    def cuda_step() -> StepFn:
+        if not cuda:
+            from .triton_step import TritonUnavailable, _warn_once, compile_triton
+
+            try:
+                cuda.append(compile_triton(program, fallback=cpu_step))
+            except TritonUnavailable as exc:
+                _warn_once(f"auto:{exc}", f"CUDA parameters of program '{program.name}' use the foreach backend: {exc}")
+                cuda.append(getattr(cpu_step, "fallback", cpu_step))
+        return cuda[0]
+
+    def step(params: list, grads: list, states: dict, steps: list, hparams: dict) -> dict:
+        if params and params[0].device.type == "cuda":
+            return cuda_step()(params, grads, states, steps, hparams)
+        return cpu_step(params, grads, states, steps, hparams)
+
+    step.__source__ = getattr(cpu_step, "__source__", None)
+    step.fallback = getattr(cpu_step, "fallback", cpu_step)
+    step.cpu_step = cpu_step
+    step.cuda_step = cuda_step
+    return step
+
+
 def compile_step(program: Program, backend: "str | Callable[[Program], StepFn]" = "auto") -> StepFn:
-    """The compiled step of `program` for `backend` (``"auto"`` picks the measured-fastest default),
-    or `backend(program)` for a step factory (benchmarks time variants of a backend this way)."""
+    """The compiled step of `program` for `backend` (``"auto"``: the measured-fastest per device,
+    `DEFAULT_BACKEND` on CPU and `CUDA_BACKEND` on CUDA), or `backend(program)` for a step factory
+    (benchmarks time variants of a backend this way)."""
     if callable(backend):
         return backend(program)
-    name = DEFAULT_BACKEND if backend == "auto" else backend
-    if name not in _BACKENDS:
+    if backend == "auto":
+        return _auto(program)
+    if backend not in _BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(backend_names())}")
-    return _BACKENDS[name](program)
+    return _BACKENDS[backend](program)

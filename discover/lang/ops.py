@@ -10,8 +10,10 @@ Each `Op` carries everything any part of discover needs to know about it:
 - its symbolic form `sympy` (the algebra reads it both ways);
 - its backend forms: `cxx`, a C++ expression over the compute type ``T`` (the fused
   and population kernels; `cxx_helpers` are C++ functions it calls, `cxx_reduce` the
-  sum term and finish of a reduction), and `foreach`, the ``torch._foreach_*`` calls
-  that compute it on lists of tensors;
+  sum term and finish of a reduction), `triton`, a Triton expression in float32 (the CUDA
+  step and population kernels; `triton_helpers` the ``@triton.jit`` functions it calls,
+  `triton_reduce` a reduction's float64 term and finish), and `foreach`, the
+  ``torch._foreach_*`` calls that compute it on lists of tensors;
 - its `lowering` rule, where the backends' plain forms would round differently from
   the reference (``interp`` of two tensors is ``lerp``, as torch.optim computes EMAs).
 
@@ -119,6 +121,9 @@ class Op:
     cxx_helpers: tuple[str, ...] = field(default=(), repr=False)  # C++ definitions the forms call
     cxx_reduce: tuple[str, str] | None = field(default=None, repr=False)  # reductions: (term, finish)
     foreach: "str | Mapping[str, str] | None" = field(default=None, repr=False)  # pattern -> calls
+    triton: "str | Mapping[str, str] | None" = field(default=None, repr=False)  # pattern -> Triton expression
+    triton_helpers: tuple[str, ...] = field(default=(), repr=False)  # @triton.jit functions the forms call
+    triton_reduce: tuple[str, str] | None = field(default=None, repr=False)  # reductions: (term, finish)
     lowering: Callable[..., Any] | None = field(default=None, repr=False)  # rule(Lowering, *args)
 
     @property
@@ -149,6 +154,15 @@ class Op:
     def cxx_forms(self) -> list[tuple[str, str]]:
         """Every (key, C++ expression) of the op, in order of preference."""
         return list(_forms(self.cxx, self.arity))
+
+    def triton_form(self, pattern: str) -> tuple[str, str] | None:
+        """(key, Triton expression) for operands of `pattern`, as `cxx_form`: computed in float32
+        (blocks of values, or scalars), ``{0}``, ``{1}``, ... the arguments."""
+        return _form(self.triton, pattern)
+
+    def triton_forms(self) -> list[tuple[str, str]]:
+        """Every (key, Triton expression) of the op, in order of preference."""
+        return list(_forms(self.triton, self.arity))
 
     def foreach_form(self, pattern: str) -> str | None:
         """The ``torch._foreach_*`` calls for operands of `pattern`, or None (per parameter):
@@ -205,6 +219,48 @@ _CXX_POWK = """template <typename T> static inline T d_powk(T x, T e) {  // torc
 }"""
 
 
+# --------------------------------------------------------------------------- Triton helpers
+# @triton.jit functions some Triton forms call (in float32), gathered into each generated kernel
+# module after `discover.compile.triton_common.STORAGE` (which imports ``tl``, libdevice as ``_ld``,
+# and defines ``_NAN``). libdevice: the accurate functions torch's CUDA kernels use (``tl.exp``,
+# ``tl.sin``, ... are approximate on GPUs).
+
+def _tr_jit(name: str, args: str, body: str) -> str:
+    return f"@triton.jit\ndef {name}({args}):\n" + "".join(f"    {line}\n" for line in body.strip().splitlines())
+
+
+_TR_SIGN = _tr_jit("d_sign", "x", "return tl.where(x > 0.0, 1.0, tl.where(x < 0.0, -1.0, 0.0))  # 0 at NaN, as torch.sign")
+_TR_LERP = _tr_jit("d_lerp", "s, e, w", """
+# torch's lerp: fma(w, e - s, s) for |w| < 0.5, else fma(w - 1, e - s, e)
+d = e - s
+return tl.where(tl.abs(w) < 0.5, tl.fma(w, d, s), tl.fma(w - 1.0, d, e))""")
+_TR_MIN = _tr_jit("d_min", "x, y", "return tl.minimum(x, y, propagate_nan=tl.PropagateNan.ALL)")
+_TR_MAX = _tr_jit("d_max", "x, y", "return tl.maximum(x, y, propagate_nan=tl.PropagateNan.ALL)")
+_TR_CLIP = _tr_jit("d_clip", "x, c", """
+r = tl.minimum(tl.maximum(x, -c, propagate_nan=tl.PropagateNan.ALL), c, propagate_nan=tl.PropagateNan.ALL)
+return tl.where(c != c, _NAN, r)""")
+_TR_MOD = _tr_jit("d_mod", "a, b", """
+m = _ld.fmod(a, b)
+return tl.where((m != 0.0) & ((b < 0.0) != (m < 0.0)), m + b, m)  # the sign of b, as torch.remainder""")
+_TR_POW = _tr_jit("d_pow", "x, y", "return _ld.pow(x, y)")
+_TR_POWK = _tr_jit("d_powk", "x, e", """
+# torch.pow(tensor, number): its special cases, then pow
+r = tl.where(e == 2.0, x * x, _ld.pow(x, e))
+r = tl.where(e == 0.5, tl.sqrt_rn(x), r)
+r = tl.where(e == 3.0, x * x * x, r)
+r = tl.where(e == -0.5, tl.div_rn(1.0, tl.sqrt_rn(x)), r)
+r = tl.where(e == -1.0, tl.div_rn(1.0, x), r)
+return tl.where(e == -2.0, tl.div_rn(1.0, x * x), r)""")
+
+
+def _tr_libdevice(name: str, fn: str) -> str:
+    return _tr_jit(name, "x", f"return _ld.{fn}(x)")
+
+
+def _tr_cmp(symbol: str) -> str:
+    return f"tl.where({{0}} {symbol} {{1}}, 1.0, 0.0)"
+
+
 def _cmp_cxx(symbol: str) -> str:
     return f"({{0}} {symbol} {{1}} ? T(1) : T(0))"
 
@@ -218,105 +274,142 @@ _OPS: list[Op] = [
     # arithmetic
     _op("add", 2, "x + y", sem.binary(lambda x, y: x + y), lambda x, y: x + y, infix="+", precedence=11, weight=3,
         commutative=True, cxx="({0} + {1})",
-        foreach={"tt": "add(0, 1) | add(1, 0)", "ts": "add(0, 1)", "st": "add(1, 0)"}),
+        foreach={"tt": "add(0, 1) | add(1, 0)", "ts": "add(0, 1)", "st": "add(1, 0)"},
+        triton="({0} + {1})"),
     _op("sub", 2, "x - y", sem.binary(lambda x, y: x - y), lambda x, y: x - y, infix="-", precedence=11, weight=3,
-        cxx="({0} - {1})", foreach={"tt": "sub(0, 1)", "ts": "sub(0, 1)", "st": "neg(1); add(_, 0)"}),
+        cxx="({0} - {1})", foreach={"tt": "sub(0, 1)", "ts": "sub(0, 1)", "st": "neg(1); add(_, 0)"},
+        triton="({0} - {1})"),
     _op("mul", 2, "x * y", sem.binary(lambda x, y: x * y), lambda x, y: x * y, infix="*", precedence=12, weight=3,
         commutative=True, cxx="({0} * {1})",
-        foreach={"tt": "mul(0, 1) | mul(1, 0)", "ts": "mul(0, 1)", "st": "mul(1, 0)"}),
+        foreach={"tt": "mul(0, 1) | mul(1, 0)", "ts": "mul(0, 1)", "st": "mul(1, 0)"},
+        triton="({0} * {1})"),
     _op("div", 2, "x / y (exact: x / 0 is inf or NaN)", sem.binary(lambda x, y: x / y), lambda x, y: x / y,
         infix="/", precedence=12, weight=2,
         cxx={"st": "((T(1) / {1}) * {0})", "**": "({0} / {1})"},  # number / tensor is reciprocal(x) * c in torch
-        foreach={"tt": "div(0, 1)", "ts": "div(0, 1)", "st": "reciprocal(1); mul(_, 0)"}),
+        foreach={"tt": "div(0, 1)", "ts": "div(0, 1)", "st": "reciprocal(1); mul(_, 0)"},
+        triton={"st": "(tl.div_rn(1.0, {1}) * {0})", "**": "tl.div_rn({0}, {1})"}),
     _op("pow", 2, "x ** y (exact: a negative base with a fractional power is NaN)", sem.binary(lambda x, y: x**y),
         lambda x, y: x**y, infix="**", precedence=14, weight=0.5,
         cxx={"*s": "d_powk({0}, {1})", "**": "std::pow({0}, {1})"}, cxx_helpers=(_CXX_POWK,),
-        foreach={"tt": "pow(0, 1)", "ts": "pow(0, 1)"}),  # a number exponent: torch's special cases
+        foreach={"tt": "pow(0, 1)", "ts": "pow(0, 1)"},
+        triton={"*s": "d_powk({0}, {1})", "**": "d_pow({0}, {1})"}, triton_helpers=(_TR_POWK, _TR_POW)),
     _op("mod", 2, "x % y, with the sign of y (Python and torch.remainder semantics)",
         sem.binary(lambda x, y: x % y, exact_in_python=False), lambda x, y: _SP().Mod(x, y), infix="%",
-        precedence=12, weight=0.2, cxx="d_mod({0}, {1})", cxx_helpers=(_CXX_MOD,), foreach=PER_PARAM),
+        precedence=12, weight=0.2, cxx="d_mod({0}, {1})", cxx_helpers=(_CXX_MOD,), foreach=PER_PARAM,
+        triton="d_mod({0}, {1})", triton_helpers=(_TR_MOD,)),
     _op("neg", 1, "-x", lambda x: -x, lambda x: -x, prefix="-", precedence=13, weight=1,
-        cxx="(-{0})", foreach={"t": "neg(0)"}),
+        cxx="(-{0})", foreach={"t": "neg(0)"},
+        triton="(-{0})"),
     # comparisons: 1.0 where true, else 0.0
     _op("lt", 2, "1 where x < y else 0", sem.compare(lambda x, y: x < y), sem.sym_cmp("Lt"), infix="<",
-        precedence=6, weight=0.2, cxx=_cmp_cxx("<"), foreach=PER_PARAM),
+        precedence=6, weight=0.2, cxx=_cmp_cxx("<"), foreach=PER_PARAM,
+        triton=_tr_cmp("<")),
     _op("le", 2, "1 where x <= y else 0", sem.compare(lambda x, y: x <= y), sem.sym_cmp("Le"), infix="<=",
-        precedence=6, weight=0.2, cxx=_cmp_cxx("<="), foreach=PER_PARAM),
+        precedence=6, weight=0.2, cxx=_cmp_cxx("<="), foreach=PER_PARAM,
+        triton=_tr_cmp("<=")),
     _op("gt", 2, "1 where x > y else 0", sem.compare(lambda x, y: x > y), sem.sym_cmp("Gt"), infix=">",
-        precedence=6, weight=0.2, cxx=_cmp_cxx(">"), foreach=PER_PARAM),
+        precedence=6, weight=0.2, cxx=_cmp_cxx(">"), foreach=PER_PARAM,
+        triton=_tr_cmp(">")),
     _op("ge", 2, "1 where x >= y else 0", sem.compare(lambda x, y: x >= y), sem.sym_cmp("Ge"), infix=">=",
-        precedence=6, weight=0.2, cxx=_cmp_cxx(">="), foreach=PER_PARAM),
+        precedence=6, weight=0.2, cxx=_cmp_cxx(">="), foreach=PER_PARAM,
+        triton=_tr_cmp(">=")),
     _op("eq", 2, "1 where x == y else 0", sem.compare(lambda x, y: x == y), sem.sym_cmp("Eq"), infix="==",
-        precedence=6, weight=0.1, commutative=True, cxx=_cmp_cxx("=="), foreach=PER_PARAM),
+        precedence=6, weight=0.1, commutative=True, cxx=_cmp_cxx("=="), foreach=PER_PARAM,
+        triton=_tr_cmp("==")),
     _op("ne", 2, "1 where x != y else 0", sem.compare(lambda x, y: x != y), sem.sym_cmp("Ne"), infix="!=",
-        precedence=6, weight=0.1, commutative=True, cxx=_cmp_cxx("!="), foreach=PER_PARAM),
+        precedence=6, weight=0.1, commutative=True, cxx=_cmp_cxx("!="), foreach=PER_PARAM,
+        triton=_tr_cmp("!=")),
     # selection and interpolation
     _op("where", 3, "a where c != 0 else b", sem.where,
         lambda c, a, b: _SP().Piecewise((a, _SP().Ne(c, 0)), (b, True)), weight=0.3,
-        cxx="(({0} != T(0)) ? {1} : {2})", foreach=PER_PARAM, lowering=sem.lower_where),
+        cxx="(({0} != T(0)) ? {1} : {2})", foreach=PER_PARAM, lowering=sem.lower_where,
+        triton="tl.where({0} != 0.0, {1}, {2})"),
     _op("interp", 3, "(1 - a) * x + a * y: an EMA step when y is the average and a its decay", sem.interp,
         lambda x, y, a: (1 - a) * x + a * y, weight=3, foreach=PER_PARAM, lowering=sem.lower_interp),
     # elementwise functions
     _op("abs", 1, "absolute value", sem.unary(torch.abs, np.abs), lambda x: _SP().Abs(x), weight=1,
-        cxx="std::abs({0})", foreach={"t": "abs(0)"}),
+        cxx="std::abs({0})", foreach={"t": "abs(0)"},
+        triton="tl.abs({0})"),
     _op("sign", 1, "-1, 0 or 1 (0 at NaN, as torch.sign)", sem.sign, lambda x: _SP().sign(x), weight=1.5,
-        cxx="d_sign({0})", cxx_helpers=(_CXX_SIGN,), foreach={"t": "sign(0)"}),
+        cxx="d_sign({0})", cxx_helpers=(_CXX_SIGN,), foreach={"t": "sign(0)"},
+        triton="d_sign({0})", triton_helpers=(_TR_SIGN,)),
     _op("sqrt", 1, "square root (NaN below 0)", sem.unary(torch.sqrt, np.sqrt, math.sqrt), lambda x: _SP().sqrt(x),
-        weight=2, cxx="std::sqrt({0})", foreach={"t": "sqrt(0)"}),
+        weight=2, cxx="std::sqrt({0})", foreach={"t": "sqrt(0)"},
+        triton="tl.sqrt_rn({0})"),
     _op("rsqrt", 1, "1 / sqrt(x)", sem.unary(torch.rsqrt, lambda x: 1 / np.sqrt(x)), lambda x: 1 / _SP().sqrt(x),
-        weight=1, cxx="(T(1) / std::sqrt({0}))", foreach={"t": "rsqrt(0)"}),
+        weight=1, cxx="(T(1) / std::sqrt({0}))", foreach={"t": "rsqrt(0)"},
+        triton="tl.div_rn(1.0, tl.sqrt_rn({0}))"),
     _op("square", 1, "x * x", sem.unary(torch.square, np.square), lambda x: x**2, weight=1.5,
-        cxx="({0} * {0})", foreach={"t": "mul(0, 0)"}),
+        cxx="({0} * {0})", foreach={"t": "mul(0, 0)"},
+        triton="({0} * {0})"),
     _op("exp", 1, "e ** x", sem.unary(torch.exp, np.exp), lambda x: _SP().exp(x), weight=0.5,
-        cxx="std::exp({0})", foreach={"t": "exp(0)"}),
+        cxx="std::exp({0})", foreach={"t": "exp(0)"},
+        triton="d_exp({0})", triton_helpers=(_tr_libdevice("d_exp", "exp"),)),
     _op("log", 1, "natural log (-inf at 0, NaN below)", sem.unary(torch.log, np.log), lambda x: _SP().log(x),
-        weight=0.5, cxx="std::log({0})", foreach={"t": "log(0)"}),
+        weight=0.5, cxx="std::log({0})", foreach={"t": "log(0)"},
+        triton="d_log({0})", triton_helpers=(_tr_libdevice("d_log", "log"),)),
     _op("tanh", 1, "hyperbolic tangent", sem.unary(torch.tanh, np.tanh), lambda x: _SP().tanh(x), weight=0.5,
-        cxx="std::tanh({0})", foreach={"t": "tanh(0)"}),
+        cxx="std::tanh({0})", foreach={"t": "tanh(0)"},
+        triton="d_tanh({0})", triton_helpers=(_tr_libdevice("d_tanh", "tanh"),)),
     _op("sigmoid", 1, "1 / (1 + exp(-x))", sem.unary(torch.sigmoid, lambda x: 1 / (1 + np.exp(-x))),
         lambda x: 1 / (1 + _SP().exp(-x)), weight=0.3, cxx="(T(1) / (T(1) + std::exp(-{0})))",
-        foreach={"t": "sigmoid(0)"}),
+        foreach={"t": "sigmoid(0)"},
+        triton="tl.div_rn(1.0, 1.0 + d_exp(-{0}))", triton_helpers=(_tr_libdevice("d_exp", "exp"),)),
     _op("sin", 1, "sine", sem.unary(torch.sin, np.sin), lambda x: _SP().sin(x), weight=0.2,
-        cxx="std::sin({0})", foreach={"t": "sin(0)"}),
+        cxx="std::sin({0})", foreach={"t": "sin(0)"},
+        triton="d_sin({0})", triton_helpers=(_tr_libdevice("d_sin", "sin"),)),
     _op("cos", 1, "cosine", sem.unary(torch.cos, np.cos), lambda x: _SP().cos(x), weight=0.2,
-        cxx="std::cos({0})", foreach={"t": "cos(0)"}),
+        cxx="std::cos({0})", foreach={"t": "cos(0)"},
+        triton="d_cos({0})", triton_helpers=(_tr_libdevice("d_cos", "cos"),)),
     _op("arcsin", 1, "inverse sine (NaN outside [-1, 1])", sem.unary(torch.asin, np.arcsin),
-        lambda x: _SP().asin(x), weight=0.2, cxx="std::asin({0})", foreach={"t": "asin(0)"}),
+        lambda x: _SP().asin(x), weight=0.2, cxx="std::asin({0})", foreach={"t": "asin(0)"},
+        triton="d_asin({0})", triton_helpers=(_tr_libdevice("d_asin", "asin"),)),
     _op("arctan", 1, "inverse tangent", sem.unary(torch.atan, np.arctan), lambda x: _SP().atan(x), weight=0.3,
-        cxx="std::atan({0})", foreach={"t": "atan(0)"}),
+        cxx="std::atan({0})", foreach={"t": "atan(0)"},
+        triton="d_atan({0})", triton_helpers=(_tr_libdevice("d_atan", "atan"),)),
     _op("cosh", 1, "hyperbolic cosine", sem.unary(torch.cosh, np.cosh), lambda x: _SP().cosh(x), weight=0.2,
-        cxx="std::cosh({0})", foreach={"t": "cosh(0)"}),
+        cxx="std::cosh({0})", foreach={"t": "cosh(0)"},
+        triton="d_cosh({0})", triton_helpers=(_tr_libdevice("d_cosh", "cosh"),)),
     _op("reciprocal", 1, "1 / x", sem.unary(torch.reciprocal, lambda x: 1 / x), lambda x: 1 / x, weight=0.5,
-        cxx="(T(1) / {0})", foreach={"t": "reciprocal(0)"}),
+        cxx="(T(1) / {0})", foreach={"t": "reciprocal(0)"},
+        triton="tl.div_rn(1.0, {0})"),
     _op("clip", 2, "x clamped to [-c, c]", sem.clip, lambda x, c: _SP().Min(_SP().Max(x, -c), c), weight=1,
-        cxx="d_clip({0}, {1})", cxx_helpers=(_CXX_CLIP,), foreach=PER_PARAM),
+        cxx="d_clip({0}, {1})", cxx_helpers=(_CXX_CLIP,), foreach=PER_PARAM,
+        triton="d_clip({0}, {1})", triton_helpers=(_TR_CLIP,)),
     _op("minimum", 2, "the smaller of x and y (NaN propagates)", sem.pair(torch.minimum, np.minimum),
         lambda x, y: _SP().Min(x, y), weight=0.5, commutative=True, cxx="d_min({0}, {1})",
-        cxx_helpers=(_CXX_MIN,), foreach={"tt": "minimum(0, 1)"}),
+        cxx_helpers=(_CXX_MIN,), foreach={"tt": "minimum(0, 1)"},
+        triton="d_min({0}, {1})", triton_helpers=(_TR_MIN,)),
     _op("maximum", 2, "the larger of x and y (NaN propagates)", sem.pair(torch.maximum, np.maximum),
         lambda x, y: _SP().Max(x, y), weight=0.5, commutative=True, cxx="d_max({0}, {1})",
-        cxx_helpers=(_CXX_MAX,), foreach={"tt": "maximum(0, 1)"}),
+        cxx_helpers=(_CXX_MAX,), foreach={"tt": "maximum(0, 1)"},
+        triton="d_max({0}, {1})", triton_helpers=(_TR_MAX,)),
     # per-tensor reductions (a per-tensor scalar that broadcasts back over the tensor); the C++
     # form sums a term of each value in float64, then finishes the sum {0} of {1} values
     _op("norm", 1, "L2 norm of the whole tensor", sem.norm, sem.sym_fn("norm"), kind=REDUCTION, weight=0.5,
         batched_fn=lambda x: sem.norm(x, True), cxx_reduce=("{0} * {0}", "T(std::sqrt({0}))"),
-        foreach={"t": "norm(0)"}),
+        foreach={"t": "norm(0)"},
+        triton_reduce=("{0} * {0}", "tl.sqrt({0}).to(tl.float32)")),
     _op("rms", 1, "root mean square of the tensor: norm(x) / sqrt(numel)", sem.rms, sem.sym_fn("rms"),
         kind=REDUCTION, weight=0.5, batched_fn=lambda x: sem.rms(x, True),
         cxx_reduce=("{0} * {0}", "T(T(std::sqrt({0})) / T(std::sqrt(double(std::max<int64_t>({1}, 1)))))"),
-        foreach=PER_PARAM),
+        foreach=PER_PARAM,
+        triton_reduce=("{0} * {0}", "tl.div_rn(tl.sqrt({0}).to(tl.float32), tl.sqrt(tl.maximum({1}, 1).to(tl.float64)).to(tl.float32))")),
     _op("mean", 1, "mean of the tensor's values", sem.mean, sem.sym_fn("mean"), kind=REDUCTION, weight=0.3,
-        batched_fn=lambda x: sem.mean(x, True), cxx_reduce=("{0}", "T({0} / double({1}))"), foreach=PER_PARAM),
+        batched_fn=lambda x: sem.mean(x, True), cxx_reduce=("{0}", "T({0} / double({1}))"), foreach=PER_PARAM,
+        triton_reduce=("{0}", "({0} / {1}.to(tl.float64)).to(tl.float32)")),
     # plain assignment `x = y` (kept so copies are statements like any other)
     _op("copy", 1, "x itself (a plain assignment)", lambda x: x, lambda x: x, weight=0.0,
-        cxx="{0}", foreach=PER_PARAM),
+        cxx="{0}", foreach=PER_PARAM,
+        triton="{0}"),
 ]
 
 _KERNEL_OPS: list[Op] = [
     # torch.lerp(start, end, weight), the form of `interp` of two tensors
     _op("lerp", 3, "start + weight * (end - start), as torch.lerp", sem.lerp,
         lambda s, e, w: s + w * (e - s), weight=0.0, cxx="d_lerp({0}, {1}, {2})", cxx_helpers=(_CXX_LERP,),
-        foreach={"tt*": "lerp(0, 1, 2)"}),
+        foreach={"tt*": "lerp(0, 1, 2)"},
+        triton="d_lerp({0}, {1}, {2})", triton_helpers=(_TR_LERP,)),
 ]
 
 OPS: dict[str, Op] = {op.name: op for op in _OPS}
