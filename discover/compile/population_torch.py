@@ -75,6 +75,11 @@ def compile_batched(program: Program) -> BatchedStep:
 
     def step(params: list, grads: list, state: dict, step: int, hparams: Mapping[str, Any]) -> None:
         top: dict[str, Any] = dict(hparams)
+        if params:  # per-member values may come from the host (search keeps learning rates there)
+            device = params[0].device
+            for name, v in top.items():
+                if isinstance(v, Tensor) and v.device != device:
+                    top[name] = v.to(device, non_blocking=True)
         top["step"] = step
         for name, fn, args in shared:
             top[name] = fn(*(fetch(a, top) for a in args))

@@ -3,8 +3,8 @@
 Every trial (candidate x learning rate x seed) is one member of the task's
 population axis. Each step, `discover.tasks.train_population` computes all
 members' losses and gradients at once and calls our update, which applies
-each candidate's own batched program (`discover.compile.population_kernel`: the
-population kernel, or the torch batched step where it cannot run) to its
+each candidate's own batched program (`discover.compile.population_device`: the
+population kernel -- C++ on CPU, Triton on CUDA -- or the torch batched step where it cannot run) to its
 contiguous slice of every parameter (views, updated in place) with the
 trials' learning rates as a per-member tensor.
 
@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from ..compile.population_kernel import population_step
+from ..compile.population_device import population_step
 from ..compile.population_torch import BatchedStep, init_states
 from ..lang.ir import Program
 from ..tasks import Task, get_task, train_population
@@ -82,8 +82,10 @@ def run_item(item: WorkItem, step_factory: Callable[[Program], BatchedStep] | No
             seeds.extend(item.seeds)
             owner.extend([(c, j)] * n_seeds)
     steps_fns = [(step_factory or population_step)(p) for p in item.programs]
-    base_lr = [torch.tensor([lr for lr in lrs for _ in range(n_seeds)], dtype=dtype, device=device)
-               for lrs in item.lrs]
+    # The members' learning rates stay on the host: the population kernels read them as numbers
+    # (a device tensor would make every candidate's update wait for the device's queue); the
+    # torch batched step moves them to the parameters' device itself.
+    base_lr = [torch.tensor([lr for lr in lrs for _ in range(n_seeds)], dtype=dtype) for lrs in item.lrs]
     hparams = [dict(p.defaults) for p in item.programs]
     members = [[m for m, (c2, _) in enumerate(owner) if c2 == c] for c in range(n_cand)]  # alive, by candidate
     alive = list(range(len(owner)))
@@ -173,7 +175,7 @@ def run_item(item: WorkItem, step_factory: Callable[[Program], BatchedStep] | No
                 continue
             members[c] = [m for m, kept in zip(members[c], keep_member[a:b]) if kept]
             idx = local.to(device)
-            base_lr[c] = base_lr[c][idx]
+            base_lr[c] = base_lr[c][local]
             if states[c] is not None:
                 states[c] = {name: [buf[idx] for buf in bufs] for name, bufs in states[c].items()}
         alive[:] = [m for m, kept in zip(alive, keep_member) if kept]
