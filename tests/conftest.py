@@ -1,9 +1,15 @@
 """Shared test settings and fixtures (one conftest: with --doctest-modules, several
 conftest.py files in package-less test folders collide on the module name `conftest`)."""
+import os
 from pathlib import Path
 
 import pytest
 import torch
+
+# Without a GPU, Triton kernels (tests/compile/test_triton.py) run in Triton's interpreter on CPU
+# tensors; it is chosen when a kernel is decorated, so before any is built.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 # The tensors here are tiny: intra-op threads only contend (on a loaded 2-core CI machine,
 # 2 threads made the 300-step runs 10-20x slower than 1 thread). Results do not depend on it.

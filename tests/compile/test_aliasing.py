@@ -1,13 +1,25 @@
 """Returned values that are themselves buffers about to be overwritten (state swaps, a state
 returned as the update, the parameter returned as state) must be read before they are written.
 Expected values are worked out by hand."""
+import importlib.util
+
 import pytest
 import torch
 
 import discover
 from discover.compile import backend_names
 
-BACKENDS = [b for b in backend_names() if b != "auto"]
+# The Triton backend runs in Triton's interpreter on CPU: far slower than the others, so its cases
+# of these sweeps are in the full Triton set only (python -m pytest -m triton), not the default run.
+TRITON_MARKS = (pytest.mark.triton, pytest.mark.triton_full,
+                pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed"))
+
+
+def _marked(backend: str, *values, **kw):
+    return pytest.param(backend, *values, marks=TRITON_MARKS if backend == "triton" else (), **kw)
+
+
+BACKENDS = [_marked(b) for b in backend_names() if b != "auto"]
 
 
 def _run(src, grads, backend):

@@ -1,7 +1,9 @@
 """No user string reaches generated Python or C++ except as a validated identifier or an escaped
 literal or comment. Every generator is tested: the foreach Python step and its scalar prologue,
 the fused C++ kernel (body and reduction passes), the population kernel (its Python prologue; its
-C++ interpreter is the same for every program), the torch batched step and `discover export`'s file.
+C++ interpreter is the same for every program), the Triton step kernels (body, reduction passes
+and their finishing kernels; the Triton population interpreter is the same for every program),
+the torch batched step and `discover export`'s file.
 
 Two layers: (1) docs are free text and reach the generators as they are; (2) names are validated
 where a Program is built (tests/lang/test_names.py), so here that validation is switched off to
@@ -10,6 +12,7 @@ that parses, compiles, runs bit for bit like the same program with plain names, 
 else."""
 import ast
 import importlib
+import importlib.util
 import re
 
 import pytest
@@ -19,6 +22,7 @@ from discover import ProgramError, ProgramOptimizer, parse
 from discover.compile import fused, torch_source
 from discover.compile.population_torch import compile_batched, init_states
 from discover.compile.lower import lower, prologue
+from discover.compile import triton_step
 from discover.compile.population_kernel import population_step
 from discover.compile.source import comment
 from discover.evaluate.work import ensure_lr
@@ -26,6 +30,10 @@ from discover.lang.ir import Const, HParam, Ref, State, Stmt
 from _stepcheck import needs_compiler
 
 BACKENDS = ["reference", "foreach", "fused"]
+needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None or not torch.cuda.is_available()
+                                  and not triton_step.runs_on("cpu"),
+                                  reason="triton is not installed (pip install -e '.[gpu]'), or no GPU and no "
+                                         "TRITON_INTERPRET: the Triton kernels do not run here")
 # adam with a norm (a reduction pass in the fused kernel) and a scalar state (prologue output)
 BASE = """
 def base(w, g, step, m=0, v=0, c: scalar = 0, *, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
@@ -128,6 +136,7 @@ def test_hostile_docs_in_every_generated_source(marker):
     evil = plain.with_(doc="\n".join(hostile_strings(marker)))
     assert torch_source(evil) == torch_source(plain)  # the doc is not written into code at all
     assert fused.kernel_source(evil) == fused.kernel_source(plain)
+    assert triton_step.kernel_source(evil) == triton_step.kernel_source(plain)
     prologue(lower(evil))
     _python_identifiers_are_plain(torch_source(evil))
 
@@ -137,7 +146,8 @@ def test_hostile_docs_in_every_generated_source(marker):
 
 def test_names_are_validated_before_any_generator_runs(marker):
     _, evil, _ = _pair(marker)
-    for generate in (torch_source, fused.kernel_source, lambda p: prologue(lower(p)), population_step):
+    for generate in (torch_source, fused.kernel_source, triton_step.kernel_source,
+                     lambda p: prologue(lower(p)), population_step):
         with pytest.raises(ProgramError, match="not an identifier"):
             generate(evil)
 
@@ -167,6 +177,42 @@ def test_fused_source_with_hostile_names_has_them_only_in_comments(marker, no_na
         assert "*/" not in line.split("//")[0]
 
 
+def test_triton_source_with_hostile_names_has_them_only_in_comments_and_literals(marker, no_name_check):
+    plain, evil, mapping = _pair(marker)
+    src = triton_step.kernel_source(evil)
+    tree = _python_identifiers_are_plain(src)  # Triton source is Python: every identifier is ours
+
+    def code_only(t):  # string literals blanked (comments are not in the tree): nothing else may differ
+        for node in ast.walk(t):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                node.value = ""
+        return ast.dump(t)
+
+    assert code_only(tree) == code_only(ast.parse(triton_step.kernel_source(plain)))
+    literals = {n.value for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    assert any(evil.name in lit for lit in literals)  # the program's name, as an escaped literal
+    assert len(src.splitlines()) == len(triton_step.kernel_source(plain).splitlines())  # comments stay one line
+
+
+@needs_triton
+def test_triton_steps_with_hostile_names_run_bit_for_bit_like_plain_ones(marker, no_name_check):
+    plain, evil, mapping = _pair(marker)
+    results = []
+    for program, names in ((plain, {}), (evil, mapping)):
+        gen = torch.Generator().manual_seed(0)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        params = [torch.nn.Parameter(torch.randn(s, generator=gen).to(device)) for s in [(3, 4), (5,), (7,)]]
+        opt = ProgramOptimizer(params, program, backend="triton")
+        for _ in range(4):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=gen).to(device)
+            opt.step()
+        assert opt._step_fn.launches[0] == 4 * 3  # the kernel ran (a norm: two more launches a step)
+        results.append([p.detach().cpu() for p in params] +
+                       [opt.state[p][names.get(s, s)].cpu() for p in params for s in ("m", "v")])
+    torch.testing.assert_close(results[1], results[0], rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("backend", ["reference", "foreach", pytest.param("fused", marks=needs_compiler)])
 def test_hostile_names_run_bit_for_bit_like_plain_ones(marker, no_name_check, backend):
     plain, evil, mapping = _pair(marker)
@@ -177,21 +223,32 @@ def test_hostile_names_run_bit_for_bit_like_plain_ones(marker, no_name_check, ba
     torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("make", [population_step, compile_batched], ids=["population", "batched"])
+def _triton_population(program):
+    from discover.compile.triton_population import compile_triton_population
+
+    return compile_triton_population(program)
+
+
+@pytest.mark.parametrize("make", [population_step, compile_batched, pytest.param(_triton_population, marks=needs_triton)],
+                         ids=["population", "batched", "triton_population"])
 def test_population_steps_with_hostile_names_run_like_plain_ones(marker, no_name_check, make):
     plain, evil, mapping = _pair(marker)
     results = []
+    dtype = torch.float32 if make is _triton_population else torch.float64  # the Triton interpreter: float32
+    device = "cuda" if make is _triton_population and torch.cuda.is_available() else "cpu"
     for program, names in ((plain, {}), (evil, mapping)):
         gen = torch.Generator().manual_seed(1)
-        params = [torch.randn(3, *s, generator=gen, dtype=torch.float64) for s in [(4,), (2, 3)]]
+        params = [torch.randn(3, *s, generator=gen, dtype=dtype).to(device) for s in [(4,), (2, 3)]]
         hp = {names.get(k, k): v for k, v in program.defaults.items()} if names else dict(program.defaults)
         hp = {**dict(program.defaults), **hp}
-        hp[names.get("lr", "lr")] = torch.tensor([1e-3, 1e-2, 3e-2], dtype=torch.float64)
+        hp[names.get("lr", "lr")] = torch.tensor([1e-3, 1e-2, 3e-2], dtype=dtype)
         states = init_states(program, params, hp)
         step = make(program)
         for k in range(1, 6):
-            step(params, [torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in params], states, k, hp)
-        results.append(params + [t for s in program.state_names for t in states[s]])
+            step(params, [torch.randn(p.shape, generator=gen, dtype=dtype).to(device) for p in params], states, k, hp)
+        if make is _triton_population:
+            assert step.launches[0] == 5 * 3  # the kernel ran: a pass, its finish, the body
+        results.append([t.cpu() for t in params + [t for s in program.state_names for t in states[s]]])
     torch.testing.assert_close(results[1], results[0], rtol=0, atol=0)
 
 

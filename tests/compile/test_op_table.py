@@ -15,7 +15,9 @@ within a few units in the last place.
 """
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 from functools import lru_cache
 from itertools import product
 
@@ -184,12 +186,17 @@ def test_every_op_has_every_form(name):
     assert op.foreach is not None, "foreach form (PER_PARAM if no torch._foreach_* call computes it)"
     if op.reduction:
         assert op.batched_fn is not None and op.cxx_reduce is not None, "population and C++ forms of a reduction"
+        assert op.triton_reduce is not None, "Triton form of a reduction"
         return
     if op.cxx is None:  # only an op its lowering rule always rewrites below the scalar prologue
         assert op.lowering is not None, "C++ form"
+        assert op.triton is None
         return
     for pattern in map("".join, product("tdn", repeat=op.arity)):
         assert op.cxx_form(pattern) is not None, f"C++ form for operands {pattern}"
+        # the same operand split as the C++ forms: both population interpreters share opcodes
+        assert op.triton_form(pattern) is not None and op.triton_form(pattern)[0] == op.cxx_form(pattern)[0], \
+            f"Triton form for operands {pattern}"
 
 
 def test_kernel_ops_are_not_in_the_language():
@@ -240,6 +247,58 @@ def test_fused_matches_reference(name, dtype, monkeypatch):
         w, g, states = _start(name, dtype, q)
         states.update(step(w, g, states, [1] * len(w), {"c": c}))
         _check(name, "fused", dtype, states, c, q)
+
+
+_TRITON = importlib.util.find_spec("triton") is not None and (torch.cuda.is_available()
+                                                              or os.environ.get("TRITON_INTERPRET") == "1")
+needs_triton = pytest.mark.skipif(not _TRITON, reason="triton is not installed (pip install -e '.[gpu]'), or no GPU "
+                                                      "and no TRITON_INTERPRET")
+# the interpreter is slow: a few ops in the default run, all of them with -m triton
+_TRITON_DEFAULT = {"div", "pow", "mod", "where", "minimum", "rms"}
+
+
+def _triton_param(name: str):
+    marks = [pytest.mark.triton] + ([] if name in _TRITON_DEFAULT else [pytest.mark.triton_full])
+    return pytest.param(name, marks=marks)
+
+
+@needs_triton
+@pytest.mark.parametrize("name", [_triton_param(n) for n in sorted(OPS)])
+def test_triton_step_matches_reference(name):
+    """The Triton step (float32: it covers float32, bfloat16 and float16) at every edge value;
+    on CUDA tensors when there is a GPU, else in Triton's interpreter."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    step = compile_step(_program(name), "triton")
+    for c, q in _calls(torch.float32):
+        w, g, states = _start(name, torch.float32, q)
+        moved = lambda xs: [x.to(device) if isinstance(x, torch.Tensor) else x for x in xs]  # noqa: E731
+        w, g = moved(w), moved(g)
+        states = {k: moved(v) for k, v in states.items()}
+        states.update(step(w, g, states, [1] * len(w), {"c": c}))
+        states = {k: [x.cpu() if isinstance(x, torch.Tensor) else x for x in v] for k, v in states.items()}
+        _check(name, "triton", torch.float32, states, c, q)
+    assert step.launches[0] >= len(_calls(torch.float32))  # the kernel ran, not a fallback
+
+
+@needs_triton
+@pytest.mark.triton
+@pytest.mark.triton_full
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_triton_population_kernel_matches_reference(name):
+    from discover.compile.triton_population import compile_triton_population
+
+    kernel = compile_triton_population(_program(name))
+    step = kernel
+    if torch.cuda.is_available():  # the kernel runs on CUDA tensors there: copies in and out
+        def step(params, grads, states, k, hp):
+            moved = {key: [b.cuda() for b in bufs] for key, bufs in states.items()}
+            kernel([p.cuda() for p in params], [g.cuda() for g in grads], moved, k, hp)
+            for key, bufs in states.items():
+                for b, m in zip(bufs, moved[key]):
+                    b.copy_(m.cpu())
+    for c, q in _calls(torch.float32):
+        _check(name, "triton population", torch.float32, _population(name, step, torch.float32, c, q), c, q)
+    assert kernel.launches[0] >= len(_calls(torch.float32))
 
 
 def _population(name: str, step, dtype: torch.dtype, c: float, q: float, same: bool = True) -> dict[str, list]:
