@@ -22,7 +22,7 @@ DISTRIBUTION = "discover-optimizers"
 VERSION = "0.1.0"
 """The distribution's version (``discover.__version__``; pyproject.toml says the same)."""
 
-EXTRAS = {"plot": "matplotlib", "ray": "ray", "tensorboard": "tensorboard"}
+EXTRAS = {"plot": "matplotlib", "ray": "ray", "tensorboard": "tensorboard", "gpu": "triton"}
 """Each optional extra and the package it brings."""
 
 

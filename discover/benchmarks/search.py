@@ -7,9 +7,15 @@ updated by the population kernel, `discover.compile.population_kernel`); the sam
 with the updates done by the torch batched step (`discover.compile.population_torch`,
 what the kernel replaces); and one after another, each with
 `discover.ProgramOptimizer` on its own copy of the task's parameters. It
-prints trials per second of each, the ratios, the share of time spent in the
-updates, and the largest difference in final validation loss (they must agree
-to float round-off).
+prints trials per second of each, the ratios, and the largest difference in final
+validation loss (they must agree to float round-off).
+
+On CUDA the population kernel is the Triton block interpreter (`discover.compile.triton_population`);
+there it also prints the time the batch spent in its updates against what compiling one Triton
+kernel per program would have cost (each program's step kernels compiled for this GPU with an
+empty cache): the measurement behind one shared interpreter rather than a kernel per candidate.
+``--kernel triton`` runs the Triton interpreter on CPU tensors too (with ``TRITON_INTERPRET=1``:
+slow, a check of the path, not a timing).
 """
 from __future__ import annotations
 
@@ -30,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the task's own)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--repeat", type=int, default=1, help="timed repetitions of each side (best is kept)")
+    p.add_argument("--kernel", choices=["auto", "triton"], default="auto",
+                   help="population kernel: auto (C++ on CPU, Triton on CUDA) or triton (on CPU: needs "
+                        "TRITON_INTERPRET=1, slow)")
 
 
 def make_trials(n: int) -> tuple[list, list[tuple[float, ...]], list[int]]:
@@ -74,13 +83,52 @@ def sequential(task, programs, lrs, seeds, steps: int) -> list[float]:
     return out
 
 
+def triton_kernel(program):  # noqa: ANN001, ANN201
+    """The Triton population interpreter's step for `program` on any device (else the torch batched step)."""
+    from ..compile.population_torch import compile_batched
+    from ..compile.triton_population import population_kernel_step
+
+    return population_kernel_step(program) or compile_batched(program)
+
+
+def timed(factory, total: list[float], sync):  # noqa: ANN001, ANN201
+    """A step factory whose steps add their time (device synchronized around each) to total[0]."""
+    def make(program):  # noqa: ANN001, ANN202
+        step = factory(program)
+
+        def run(*args):  # noqa: ANN002, ANN202
+            sync()
+            t0 = time.perf_counter()
+            step(*args)
+            sync()
+            total[0] += time.perf_counter() - t0
+        return run
+    return make
+
+
+def compile_report(programs: list, t_updates: float, t_batched: float) -> str:
+    """What one Triton kernel per program would cost next to the batch's update time (CUDA only)."""
+    from ..compile import triton_step
+
+    major, minor = torch.cuda.get_device_capability()
+    arch = major * 10 + minor
+    seconds = [triton_step.compile_offline(p, "fp32", arch) for p in programs]
+    return (f"updates took {t_updates:.2f} s of the batched run ({t_batched:.2f} s, synchronized per update); "
+            f"one Triton kernel per program would add {sum(seconds):.2f} s of compiling "
+            f"({', '.join(f'{p.name} {s:.2f} s' for p, s in zip(programs, seconds))}: sm_{arch}, empty cache) "
+            f"-- every candidate of a search is a new program; the shared interpreter compiles once per machine")
+
+
 def main(args: argparse.Namespace) -> int:
     from ..compile.population_torch import compile_batched
     from ..evaluate.trials import run_item, task_instance
     from ..evaluate.work import WorkItem
 
     print(malloc_note())
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    kernel_name = "Triton interpreter" if args.kernel == "triton" or args.device.startswith("cuda") else "C++ interpreter"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, population kernel: "
+          f"{kernel_name}")
+    kernel = triton_kernel if args.kernel == "triton" else None  # None: run_item's own (per device)
     task = task_instance(args.task, args.device)
     steps = args.steps or task.steps
     programs, lrs, seeds = make_trials(args.trials)
@@ -90,12 +138,12 @@ def main(args: argparse.Namespace) -> int:
     print(f"task {args.task}: {n} trials ({', '.join(f'{p.name} x{len(g)}' for p, g in zip(programs, lrs))}), "
           f"x {len(seeds)} seeds, {steps} steps each")
     run_item(WorkItem(task=args.task, programs=tuple(programs), lrs=tuple(lrs), seeds=tuple(seeds), steps=3,
-                      device=args.device))  # warm-up
+                      device=args.device), step_factory=kernel)  # warm-up (on CUDA: the kernels' first compile)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     t_batched, t_torch, t_seq = math.inf, math.inf, math.inf
     for _ in range(args.repeat):
         sync(); t0 = time.perf_counter()
-        res = run_item(item)
+        res = run_item(item, step_factory=kernel)
         sync(); t_batched = min(t_batched, time.perf_counter() - t0)
         sync(); t0 = time.perf_counter()
         res_torch = run_item(item, step_factory=compile_batched)  # the torch batched step, not the kernel
@@ -118,4 +166,15 @@ def main(args: argparse.Namespace) -> int:
     print(f"kernel vs torch batched step: final validation loss max relative difference {same:.2e}")
     print(f"final validation loss: max relative difference {max(diffs, default=0):.2e} over {len(diffs)} finite trials; "
           f"{agree}/{n} agree on failing or not")
+    if args.device.startswith("cuda"):
+        from ..compile.population_device import population_step
+
+        spent = [0.0]
+        sync(); t0 = time.perf_counter()
+        run_item(item, step_factory=timed(kernel or population_step, spent, sync))
+        sync(); t_timed = time.perf_counter() - t0
+        try:
+            print(compile_report(programs, spent[0], t_timed))
+        except Exception as exc:  # the report is extra: a failure here must not hide the table above
+            print(f"(compile-time report failed: {type(exc).__name__}: {exc})")
     return 0

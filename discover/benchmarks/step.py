@@ -1,13 +1,14 @@
 """`discover bench step`: optimizer step time against torch.optim, measured side by side in one process.
 
 For each config — (A) 50 tensors / 1M values, (B) 200 small tensors / 100k values,
-(L) one 16M-value tensor — and each of the adam, adamw, lion and momentum
-programs it times one ``optimizer.step()`` of discover's fused and foreach
-backends and of torch.optim's fused and foreach implementations (and, for Lion,
+(L) one 16M-value tensor on CPU, (XL) one 256M-value tensor on CUDA — and each of the adam,
+adamw, lion and momentum programs it times one ``optimizer.step()`` of discover's kernel backend
+(``fused`` on CPU, ``triton`` on CUDA) and foreach backend and of torch.optim's fused and foreach
+implementations (and, for Lion,
 a straightforward Lion written with torch ops, as the popular Lion packages do).
 Contenders run round-robin (one step each per round) so that load from other
 processes hits all of them alike; the table shows medians over rounds and ratios
-(< 1 means discover is faster). On the 16M tensor it also prints the
+(< 1 means discover is faster). On the one-tensor configs it also prints the
 memory-bandwidth bound: bytes read + written per step / the bandwidth of a large
 ``dst.copy_(src)``.
 
@@ -24,6 +25,7 @@ so profiling does not touch the timings.
 
 Example:
     $ MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=268435456 discover bench step --repeat 30
+    $ discover bench step --device cuda          # configs A, B, XL: Triton kernel vs torch fused
 """
 from __future__ import annotations
 
@@ -40,8 +42,11 @@ from ..commands import ListAction
 from . import malloc_note
 from .memory import peak_temporary_bytes
 
-CONFIGS = {"A": (50, 1_000_000), "B": (200, 100_000), "L": (1, 16_000_000)}
-CONFIG_LABELS = {"A": "A: 50 tensors / 1M values", "B": "B: 200 tensors / 100k values", "L": "L: 1 tensor / 16M values"}
+CONFIGS = {"A": (50, 1_000_000), "B": (200, 100_000), "L": (1, 16_000_000), "XL": (1, 256_000_000)}
+CONFIG_LABELS = {"A": "A: 50 tensors / 1M values", "B": "B: 200 tensors / 100k values", "L": "L: 1 tensor / 16M values",
+                 "XL": "XL: 1 tensor / 256M values"}
+DEFAULT_CONFIGS = {"cpu": ["A", "B", "L"], "cuda": ["A", "B", "XL"]}
+ONE_TENSOR = ("L", "XL")  # configs with a bandwidth bound
 PROGRAMS = ("adam", "adamw", "lion", "momentum")
 HPARAMS = {
     "adam": dict(lr=1e-3, weight_decay=0.0),
@@ -55,12 +60,16 @@ TRAFFIC = {"adam": (4, 3), "adamw": (4, 3), "lion": (3, 2), "momentum": (3, 2)}
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=25, help="timed rounds per config (median reported; default 25)")
-    p.add_argument("--configs", nargs="+", action=ListAction, default=["A", "B", "L"], metavar="CONFIG",
-                   help="a subset of A,B,L, or NxM for N tensors of M values (default A,B,L)")
+    p.add_argument("--configs", nargs="+", action=ListAction, default=None, metavar="CONFIG",
+                   help="a subset of A,B,L,XL, or NxM for N tensors of M values (default A,B,L on CPU, "
+                        "A,B,XL on CUDA)")
     p.add_argument("--programs", nargs="+", action=ListAction, default=list(PROGRAMS), metavar="PROG",
                    help=f"programs (default {','.join(PROGRAMS)})")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--kernel", choices=["auto", "fused", "triton"], default="auto",
+                   help="discover's kernel backend: auto (triton on CUDA, fused on CPU); triton on CPU needs "
+                        "TRITON_INTERPRET=1 and is slow (a check of the CUDA path, not a timing)")
     p.add_argument("--foreach-budgets", nargs="+", action=ListAction, item=float, default=[], metavar="MIB",
                    help="also time discover's foreach step chunked with these budgets, MiB per list (0: the "
                         "whole bucket, unchunked); how the default budget was chosen")
@@ -108,13 +117,22 @@ def _foreach_with_budget(params: list, program: str, mib: float) -> torch.optim.
     return ProgramOptimizer(params, program, backend=factory, **HPARAMS[program])
 
 
-def _contenders(program: str, device: torch.device,
-                budgets: tuple[float, ...] = ()) -> dict[str, Callable[[list], torch.optim.Optimizer]]:
+def kernel_backend(device: torch.device, choice: str = "auto") -> str:
+    """discover's kernel backend on `device`: the Triton kernel on CUDA, the C++ one elsewhere
+    (`choice` names one instead: ``--kernel triton`` on CPU runs Triton's interpreter, for tests)."""
+    if choice != "auto":
+        return choice
+    return "triton" if device.type == "cuda" else "fused"
+
+
+def _contenders(program: str, device: torch.device, budgets: tuple[float, ...] = (),
+                kernel: str = "auto") -> dict[str, Callable[[list], torch.optim.Optimizer]]:
     from ..optim import ProgramOptimizer
 
     hp = HPARAMS[program]
+    kernel = kernel_backend(device, kernel)
     out: dict[str, Callable] = {
-        "discover fused": lambda ps: ProgramOptimizer(ps, program, backend="fused", **hp),
+        f"discover {kernel}": lambda ps: ProgramOptimizer(ps, program, backend=kernel, **hp),
         "discover foreach": lambda ps: ProgramOptimizer(ps, program, backend="foreach", **hp),
     }
     for mib in budgets:
@@ -133,12 +151,12 @@ def _contenders(program: str, device: torch.device,
 
 
 def _params(n: int, total: int, device: torch.device, seed: int = 0) -> list[torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)  # made where they live: 256M values in no time
     each = total // n
     ps = []
     for _ in range(n):
-        p = torch.nn.Parameter(torch.randn(each, generator=gen).to(device))
-        p.grad = torch.randn(each, generator=gen).to(device) * 1e-2
+        p = torch.nn.Parameter(torch.randn(each, generator=gen, device=device))
+        p.grad = torch.randn(each, generator=gen, device=device) * 1e-2
         ps.append(p)
     return ps
 
@@ -159,12 +177,12 @@ def copy_bandwidth(device: torch.device, repeat: int = 30) -> float:
 
 
 def time_config(program: str, n: int, total: int, device: torch.device, repeat: int,
-                budgets: tuple[float, ...] = ()) -> tuple[dict[str, float], dict[str, int]]:
+                budgets: tuple[float, ...] = (), kernel: str = "auto") -> tuple[dict[str, float], dict[str, int]]:
     """Median microseconds per step of every contender, measured round-robin, and each one's
     peak temporary bytes (from one untimed step before the timed ones)."""
     opts = {}
     peaks = {}
-    for name, make in _contenders(program, device, budgets).items():
+    for name, make in _contenders(program, device, budgets, kernel).items():
         opts[name] = make(_params(n, total, device))
         for _ in range(3):  # warm up (state init, kernel load, allocator)
             opts[name].step()
@@ -232,42 +250,43 @@ def main(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    configs = [_config(c.upper()) for c in args.configs]
+    configs = [_config(c.upper()) for c in (args.configs or DEFAULT_CONFIGS.get(device.type, ["A", "B", "L"]))]
+    kernel = f"discover {kernel_backend(device, args.kernel)}"
     programs = list(args.programs)
     budgets = tuple(args.foreach_budgets)
     print("discover bench step: median microseconds per optimizer.step(); ratio = discover / other (< 1: discover faster)")
     print(malloc_note())
     print(f"device: {device}  torch {torch.__version__}  threads: {torch.get_num_threads()}  rounds: {args.repeat}  "
           f"cpus: {os.cpu_count()} (timings are noisy when other processes share the CPU)")
-    bandwidth = copy_bandwidth(device) if any(c[0] == "L" for c in configs) else None
+    bandwidth = copy_bandwidth(device) if any(c[0] in ONE_TENSOR for c in configs) else None
     if bandwidth:
         print(f"copy bandwidth (dst.copy_(src), 128 MiB, best of 30): {bandwidth / 1e9:.1f} GB/s")
     print()
     print("peak MB: temporary memory of one step beyond params, grads and state (an extra untimed step); "
           "mem ratio: that / torch foreach Adam's on the same config")
     width = max([4] + [len(c[0]) for c in configs])
-    header = (f"{'config':<{width}} {'program':<9} {'contender':<17} {'us/step':>10} {'fused/this':>11} "
+    header = (f"{'config':<{width}} {'program':<9} {'contender':<17} {'us/step':>10} {'kernel/this':>11} "
               f"{'foreach/this':>13} {'peak MB':>9} {'mem ratio':>10}")
     print(header)
     print("-" * len(header))
     for config, n, total in configs:
         yardstick = foreach_adam_peak(n, total, device)
         for program in programs:
-            times, peaks = time_config(program, n, total, device, args.repeat, budgets)
-            fused_t, foreach_t = times["discover fused"], times["discover foreach"]
+            times, peaks = time_config(program, n, total, device, args.repeat, budgets, args.kernel)
+            fused_t, foreach_t = times[kernel], times["discover foreach"]
             for name, t in times.items():
-                ours = name in ("discover fused", "discover foreach")
+                ours = name in (kernel, "discover foreach")
                 r1 = f"{fused_t / t:.2f}" if not ours else ""
                 r2 = f"{foreach_t / t:.2f}" if not ours else ""
                 print(f"{config:<{width}} {program:<9} {name:<17} {t:>10.0f} {r1:>11} {r2:>13} "
                       f"{peaks[name] / 1e6:>9.2f} {peaks[name] / yardstick:>10.2f}")
-            if config == "L" and bandwidth:
+            if config in ONE_TENSOR and bandwidth:
                 reads, writes = TRAFFIC[program]
                 bound = (reads + writes) * total * 4 / bandwidth * 1e6
                 print(f"{config:<{width}} {program:<9} {'bandwidth bound':<17} {bound:>10.0f}   "
-                      f"fused takes {fused_t / bound:.2f}x the bound ({reads} reads + {writes} writes per value)")
+                      f"{kernel} takes {fused_t / bound:.2f}x the bound ({reads} reads + {writes} writes per value)")
         print()
-    if device.type == "cpu":
+    if device.type == "cpu" and kernel == "discover fused":
         ct = compile_times(programs)
         print("fused compile time per program (g++, empty cache / from disk cache): " +
               ", ".join(f"{k} {c:.2f} s / {w * 1e3:.0f} ms" for k, (c, w) in ct.items()))
