@@ -511,7 +511,7 @@ class Search:
             beat = math.isfinite(vs[0]) and vs[0] + 2 * vs[1] < 1.0
             lines.append(f"Versus the warm start: {_pm(vs[0], vs[1])} "
                          + ("(better beyond 2 standard errors)." if beat else "(not better beyond the noise)."))
-        if verdict is not None and ind.born < 0:
+        if verdict is not None and ind.born < 0 and self.has_meta:
             lines.append("Nothing the search found beat the warm start by more than the noise, so this is it.")
         lines.append(f"Search fitness {ind.search_fitness:.4f} on {', '.join(self.config.tasks)}.")
         if ind.lrs:

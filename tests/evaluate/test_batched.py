@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from _alone import train_alone
 
 from discover import ProgramOptimizer, load, parse
 from discover.compile.population_torch import compile_batched, init_states
@@ -68,22 +69,11 @@ def test_batched_training_matches_program_optimizer_one_at_a_time(task_name):
     lrs = ((1e-3, 3e-3), (1e-4, 3e-4), (1e-2, 3e-2))
     seeds = (0, 1)
     res = run_item(WorkItem(task=task_name, programs=tuple(programs), lrs=lrs, seeds=seeds, steps=steps))
-    task = task_instance(task_name)
     for c, (program, group) in enumerate(zip(programs, lrs)):
         j = 0
         for lr in group:
             for seed in seeds:
-                params = task.init_params([seed])
-                opt = ProgramOptimizer(params, program, lr=lr)
-                # the task's warmup + cosine schedule, driven by torch's own scheduler
-                sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: task.lr_factor(epoch + 1, steps))
-                for step in range(1, steps + 1):
-                    task.train_loss(params, step).sum().backward()
-                    opt.step()
-                    opt.zero_grad()
-                    sched.step()
-                with torch.no_grad():
-                    expected = float(task.val_loss(params)[0])
+                expected = train_alone(task_name, program, lr, seed, steps)
                 assert res.val_loss[c][j] == pytest.approx(expected, rel=2e-5), (program.name, lr, seed)
                 j += 1
 

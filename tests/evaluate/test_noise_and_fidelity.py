@@ -4,27 +4,12 @@ import statistics
 
 import pytest
 import torch
+from _alone import train_alone
 
-from discover import ProgramOptimizer, load, parse
+from discover import load, parse
 from discover.evaluate import Evaluator, Fidelity, StopRule, WorkItem, run_item, seed_spread
-from discover.evaluate.trials import task_instance
 from discover.evaluate.tuned import TaskResult, Tuned, mean_se, paired_ratio
 from discover.tasks import Task
-
-
-def train_alone(task_name, program, lr, seed, steps):
-    """One trial on its own: ProgramOptimizer and torch's LambdaLR for the task's schedule."""
-    task = task_instance(task_name)
-    params = task.init_params([seed])
-    opt = ProgramOptimizer(params, program, lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: task.lr_factor(e + 1, steps))
-    for step in range(1, steps + 1):
-        task.train_loss(params, step).sum().backward()
-        opt.step()
-        opt.zero_grad()
-        sched.step()
-    with torch.no_grad():
-        return float(task.val_loss(params)[0])
 
 
 def test_seed_spread_and_mean_se_by_hand():
