@@ -6,11 +6,10 @@ import pytest
 import torch
 from _alone import train_alone
 
-from discover import ProgramOptimizer, load, parse
+from discover import load, parse
 from discover.compile.population_torch import compile_batched, init_states
 from discover.compile.reference import evaluate
 from discover.evaluate import Evaluator, WorkItem, make_work, merge_results, run_item, score_programs
-from discover.evaluate.trials import task_instance
 from discover.evaluate.fitness import best_loss, fitness_at, per_lr, ratio_of, score_from_losses
 from discover.evaluate.work import ensure_lr
 
