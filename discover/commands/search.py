@@ -38,7 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"meta-validation tasks for the funnel ('' for none); default {','.join(d.meta_tasks)}")
     g.add_argument("--baseline", default=None, help=f"program fitness is normalized against; default {d.baseline}")
     g.add_argument("--steps", type=int, default=None, help="training steps per search task (default: each task's own)")
-    g.add_argument("--meta-steps", type=int, default=None, help="training steps per meta task (default: each task's own)")
+    g.add_argument("--meta-steps", type=int, default=None,
+                   help="training steps per meta task (default: --meta-horizon x each task's own)")
+    g.add_argument("--meta-horizon", type=float, default=None, metavar="X",
+                   help=f"meta tasks train X times their own steps (default {d.meta_horizon:g}: longer than any search "
+                        "task, so programs tuned to the search's horizon fail the funnel)")
     g = p.add_argument_group("how long")
     g.add_argument("--budget", type=int, default=None, help=f"number of candidate evaluations; default {d.budget}")
     g.add_argument("--time-limit", type=float, default=None, metavar="SECONDS", help="stop the search after this long")
@@ -89,11 +93,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-_FIELDS = ["init", "tasks", "meta_tasks", "baseline", "steps", "meta_steps", "budget", "time_limit", "seed",
-           "population", "tournament", "batch", "seeds", "factors", "lr_protocol", "early_stop", "funnel_seeds",
-           "max_len", "plateau", "funnel_every",
-           "funnel_top", "hof_size", "candidate_time_limit", "device", "workers", "backend", "address",
-           "gpus_per_worker", "cpus_per_worker", "out"]
+_FIELDS = ["init", "tasks", "meta_tasks", "baseline", "steps", "meta_steps", "meta_horizon", "budget", "time_limit",
+           "seed", "population", "tournament", "batch", "seeds", "factors", "lr_protocol", "early_stop",
+           "funnel_seeds", "max_len", "plateau", "funnel_every", "funnel_top", "hof_size", "candidate_time_limit",
+           "device", "workers", "backend", "address", "gpus_per_worker", "cpus_per_worker", "out"]
 
 
 def config_from_args(args: argparse.Namespace) -> SearchConfig:

@@ -68,6 +68,7 @@ class SearchConfig:
     funnel_seeds: int = 3
     steps: int | None = None
     meta_steps: int | None = None
+    meta_horizon: float = 2.0
     funnel_every: int = 96
     funnel_top: int = 2
     hof_size: int = 5
@@ -115,6 +116,8 @@ class SearchConfig:
             value = getattr(self, name)
             need(value is None or value >= 1, f"{name.replace('_', ' ')} must be at least 1 training step (leave it "
                                               f"out for each task's own), got {value}")
+        need(math.isfinite(self.meta_horizon) and self.meta_horizon > 0,
+             f"meta horizon must be a positive multiple of each meta task's steps, got {self.meta_horizon}")
         need(self.candidate_time_limit is None or self.candidate_time_limit > 0,
              f"candidate time limit must be a positive number of seconds (leave it out for the default "
              f"{SearchConfig.candidate_time_limit:g}), got {self.candidate_time_limit}")
@@ -140,6 +143,7 @@ class SearchConfig:
         need(bool(self.init), "give at least one --init program")
         need(bool(self.tasks), "give at least one task")
         check_programs(self.init, "--init")
+        check_warm_starts(self.init, self.max_len)
         check_programs([self.baseline], "--baseline")
         for slot in self.slots:
             problem = name_problem(slot, "state")
@@ -155,6 +159,23 @@ class SearchConfig:
             problem = _type_problem(getattr(self, f.name), str(f.type))
             if problem:
                 raise ValueError(f"field {f.name!r} {problem}, got {getattr(self, f.name)!r}")
+
+    def meta_task_steps(self) -> dict[str, int]:
+        """Training steps of each meta task: ``meta_steps`` if given, else ``meta_horizon`` x the task's own.
+
+        Meta tasks train longer than the search tasks (by default twice their own length) so that
+        a program whose step-dependent terms only work up to the search's horizon -- a schedule that
+        keeps growing, a bias correction that divides by zero at step 365 -- fails the funnel.
+
+        Example:
+            >>> SearchConfig(meta_tasks=["resmlp"]).meta_task_steps()
+            {'resmlp': 600}
+        """
+        from ..tasks import get_task
+
+        if self.meta_steps is not None:
+            return {t: int(self.meta_steps) for t in self.meta_tasks}
+        return {t: max(1, round(self.meta_horizon * get_task(t).steps)) for t in self.meta_tasks}
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -229,6 +250,31 @@ def check_programs(specs: Iterable[str], option: str) -> None:
         if load(spec).is_wrapper:
             raise ValueError(f"{option} {spec}: it wraps another optimizer's update; give a full program "
                              f"such as '{spec}+adam'")
+
+
+def check_warm_starts(specs: Iterable[str], max_len: int) -> None:
+    """Each warm start keeps ``lr`` a pure scale (children must, so a warm start that does not could
+    have none) and fits the length limit with room to grow; `ValueError` saying what to do otherwise.
+
+    Example:
+        >>> check_warm_starts(["radam"], 28)
+        Traceback (most recent call last):
+        ...
+        ValueError: --init radam has 39 statements, more than --max-len 28, so no child of it would fit; give --max-len 47 or more
+    """
+    from ..analysis.lr_scale import lr_scale_violation
+    from ..library import load
+    from .program import prepare_init, prune
+
+    for spec in specs:
+        program = prepare_init(load(spec))
+        why = lr_scale_violation(prune(program))
+        if why is not None:
+            raise ValueError(f"--init {spec}: lr is not a pure scale of its update ({why}); search tunes lr per "
+                             "task, which would tune its algorithm, so it cannot be a warm start (see its header)")
+        if len(program.body) > max_len:
+            raise ValueError(f"--init {spec} has {len(program.body)} statements, more than --max-len {max_len}, so "
+                             f"no child of it would fit; give --max-len {len(program.body) + 8} or more")
 
 
 _TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false", "None": "null"}

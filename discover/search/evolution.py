@@ -350,7 +350,7 @@ class Search:
         cfg = self.config
         return tune(programs, cfg.meta_tasks, grid=TUNE_FACTORS, tune_seeds=(cfg.seed,),
                     report_seeds=tuple(range(cfg.seed + 1, cfg.seed + 1 + cfg.funnel_seeds)),
-                    steps=cfg.meta_steps, device=cfg.device, backend=self.evaluator.backend,
+                    steps=cfg.meta_task_steps(), device=cfg.device, backend=self.evaluator.backend,
                     candidate_time_limit=cfg.candidate_time_limit)
 
     def meta_base(self) -> Tuned:
