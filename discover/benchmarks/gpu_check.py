@@ -24,7 +24,8 @@ The checkout needs no install (it runs from the source tree). Packages the machi
 
 Goals (issue 15): Adam step <= 1.0x ``Adam(fused=True)`` on A and B; within 10% of the
 copy-bandwidth bound on XL; population update >= 3x the torch batched step; search
-evaluations/s >= 10x the 2-core CPU's (see README, "Backends and speed").
+evaluations/s >= 10x the 2-core CPU's. The same search command on the 2-core CPU
+(``--device cpu``, 2026-12-04): 0.85 evaluations/s (39 in 46 s).
 """
 from __future__ import annotations
 
