@@ -116,7 +116,7 @@ def pop_operand(x, prow, elem, offs, mask, regs, krow, nin, BLOCK: tl.constexpr)
     return v
 
 
-@triton.jit(do_not_specialize=["start", "count", "nin", "nk", "nacc", "nblocks", "nprog"])
+@triton.jit(do_not_specialize=["start", "count", "nin", "nk", "nregs", "nacc", "nblocks", "nprog"])
 def pop_pass(code, start, count, tab, units, blocks, ktab, nk, scratch, nregs, part, nacc, nin, nblocks, nprog,
              BLOCK: tl.constexpr):
     """One pass over memory: instructions code[start:start + 5 * count] on every block of every unit."""
