@@ -30,10 +30,11 @@ from .extras import VERSION as __version__
 from .compile import foreach, standalone
 from .compile.source import comment
 from .lang.ir import Const, Program
+from .lang.ops import GROUP, MATRIX, OPS
 from .lang.printer import unparse
 from .optim import BetasGroup, _as_float, beta_names, has_betas, with_betas
 
-_CLASH = {"self", "params", "betas", "super"}  # the class's own argument names, and what __init__ calls
+_CLASH = {"self", "params", "betas", "super", "non_matrix"}  # the class's own argument names, and what __init__ calls
 
 
 def class_name_for(program: Program) -> str:
@@ -80,16 +81,35 @@ def _docstring(program: Program, class_name: str) -> str:
 
 
 def _state_inits(program: Program) -> str:
-    """``(name, kind, value, scalar)`` per state: kind ``const`` (value a number), ``w`` or ``hparam``."""
+    """``(name, kind, value, scalar, shape)`` per state: kind ``const`` (value a number), ``w`` or
+    ``hparam``; shape ``""`` (like the parameter), ``"per_row"`` or ``"per_col"``."""
     rows = []
     for s in program.states:
         if isinstance(s.init, Const):
-            rows.append(f"({s.name!r}, 'const', {_literal(s.init.value)}, {s.scalar})")
+            rows.append(f"({s.name!r}, 'const', {_literal(s.init.value)}, {s.scalar}, {s.shape!r})")
         elif s.init.name == "w":
-            rows.append(f"({s.name!r}, 'w', None, {s.scalar})")
+            rows.append(f"({s.name!r}, 'w', None, {s.scalar}, {s.shape!r})")
         else:
-            rows.append(f"({s.name!r}, 'hparam', {s.init.name!r}, {s.scalar})")
+            rows.append(f"({s.name!r}, 'hparam', {s.init.name!r}, {s.scalar}, {s.shape!r})")
     return "(" + "".join(r + ", " for r in rows) + ")"
+
+
+def _eval_source(program: Program) -> list[str]:
+    """``_eval_weights(_v)``: the program's evaluation weights from a dict of w, its states and its
+    hyperparameters (names only as escaped string keys)."""
+    lines = ["def _eval_weights(_v):", '    """The weights eval() puts in a parameter (the program\'s def eval)."""',
+             "    _v = dict(_v)"]
+
+    def arg(a) -> str:
+        return _literal(a.value) if isinstance(a, Const) else f"_v[{a.name!r}]"
+
+    for stmt in program.eval.body:
+        call = f"_F_{stmt.op}" if stmt.op in OPS else None
+        if call is None:
+            raise ValueError(f"unknown op {stmt.op!r} in eval()")
+        lines.append(f"    _v[{stmt.target!r}] = {call}({', '.join(arg(a) for a in stmt.args)})")
+    lines.append(f"    return {arg(program.eval.result)}")
+    return lines
 
 
 def export_source(program: Program, class_name: str | None = None) -> str:
@@ -133,6 +153,8 @@ def export_source(program: Program, class_name: str | None = None) -> str:
     out += ["", "", foreach.runtime_source().rstrip()]
     out += ["", "", "_torch, _float, _len, _zip = torch, float, len, zip", "",
             "", "# --- the program's generated step (discover's foreach backend)", step_source.rstrip()]
+    if program.eval is not None:
+        out += ["", "", "# --- the program's evaluation weights (its def eval)"] + _eval_source(program)
     if betas:
         names = ", ".join(beta_names(program))
         out += ["", "", f"# --- betas=({names}) kept in step with {names} (as discover.ProgramOptimizer)",
@@ -140,13 +162,19 @@ def export_source(program: Program, class_name: str | None = None) -> str:
         for helper in (_as_float, with_betas, BetasGroup):
             out += ["", "", inspect.getsource(helper).rstrip()]
     hp = program.hparams
+    matrix_ops = sorted({st.op for st in program.body if OPS[st.op].kind == MATRIX})
+    group_ops = sorted({st.op for st in program.body if OPS[st.op].kind == GROUP})
     signature = ", ".join(["self", "params"] + [f"{h.name}={_literal(h.default)}" for h in hp]
-                          + (["betas=None"] if betas else []))
+                          + (["betas=None"] if betas else []) + (["non_matrix='error'"] if matrix_ops else []))
     given = "{" + ", ".join(f"{h.name!r}: {h.name}" for h in hp) + "}"
     out += ["", "", f"class {class_name}(torch.optim.Optimizer):", _docstring(program, class_name), "",
             f"    _HPARAMS = {tuple(program.hparam_names)!r}",
-            f"    _STATES = {_state_inits(program)}", "",
+            f"    _STATES = {_state_inits(program)}",
+            f"    _MATRIX_OPS = {tuple(matrix_ops)!r}  # 2-D parameters only, unless non_matrix='diagonal'",
+            f"    _GROUP_OPS = {tuple(group_ops)!r}  # sums over a param group: one device and dtype per group",
+            f"    _EVAL = {program.eval is not None}  # eval() / train() swap in evaluation weights", "",
             f"    def __init__({signature}):",
+            f"        self._non_matrix = {'non_matrix' if matrix_ops else repr('error')}",
             f"        _defaults = {given}"]
     if betas:
         targets = ", ".join(f"_defaults[{n!r}]" for n in beta_names(program))
@@ -160,11 +188,11 @@ def export_source(program: Program, class_name: str | None = None) -> str:
 
 
 _CLASS_BODY_BETAS = '''\
-    def add_param_group(self, param_group):
-        """Add a group; ``betas`` and ``beta1``/``beta2`` stay one setting in it."""
+    def _betas_group(self, param_group):
+        """The group with ``betas`` and ``beta1``/``beta2`` as one setting."""
         if hasattr(self, "defaults") and "betas" in self.defaults:
             param_group = BetasGroup(with_betas(param_group, self.defaults, "param group"))
-        super().add_param_group(param_group)
+        return param_group
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
@@ -173,18 +201,66 @@ _CLASS_BODY_BETAS = '''\
 '''.splitlines()
 
 _CLASS_BODY = '''\
+    def add_param_group(self, param_group):
+        """Add a group; a program with matrix ops takes 2-D parameters only, unless non_matrix='diagonal'."""
+        params = param_group["params"]
+        params = [params] if isinstance(params, torch.Tensor) else list(params)
+        for i, p in enumerate(params if self._MATRIX_OPS and self._non_matrix == "error" else []):
+            if p.dim() != 2:
+                raise ValueError(f"parameter {i} of param group {len(self.param_groups)} has shape {tuple(p.shape)}, "
+                                 f"but {', '.join(self._MATRIX_OPS)} need 2-D parameters; give it to another "
+                                 "optimizer, or pass non_matrix='diagonal' to treat it as a diagonal matrix")
+        if hasattr(self, "_betas_group"):
+            param_group = self._betas_group(param_group)
+        super().add_param_group(param_group)
+
     def _init_state(self, p, state, group):
         state["step"] = 0
-        for name, kind, value, scalar in self._STATES:
+        for name, kind, value, scalar, shape in self._STATES:
             if kind == "w":
                 state[name] = p.detach().clone(memory_format=torch.preserve_format)
                 continue
             v = float(group[value]) if kind == "hparam" else value
-            state[name] = v if scalar else torch.full_like(p, v, memory_format=torch.preserve_format)
+            if scalar:
+                state[name] = v
+            elif shape:  # one value per row (over the last dimension) or per column (the second-to-last)
+                dims = list(p.shape)
+                if shape == "per_row" and dims:
+                    dims[-1] = 1
+                elif shape == "per_col" and len(dims) >= 2:
+                    dims[-2] = 1
+                state[name] = torch.full(dims, v, dtype=p.dtype, device=p.device)
+            else:
+                state[name] = torch.full_like(p, v, memory_format=torch.preserve_format)
+
+    def eval(self):
+        """Put each parameter's evaluation weights in it (programs with a def eval); train() puts the
+        training weights back. Nothing happens for other programs."""
+        if not self._EVAL:
+            return
+        with torch.no_grad():
+            for group in self.param_groups:
+                hparams = {name: float(group[name]) for name in self._HPARAMS}
+                for p in group["params"]:
+                    state = self.state.get(p)
+                    if not state or "train_weights" in state:
+                        continue
+                    weights = _eval_weights({**hparams, **{n: state[n] for n, *_ in self._STATES}, "w": p.detach()})
+                    state["train_weights"] = p.detach().clone()
+                    p.copy_(weights)
+
+    def train(self):
+        """Put the training weights back after eval()."""
+        with torch.no_grad():
+            for p, state in list(self.state.items()):
+                if isinstance(state, dict) and "train_weights" in state:
+                    p.copy_(state.pop("train_weights"))
 
     @torch.no_grad()
     def step(self, closure=None):
         """One optimization step; `closure` (re-evaluating the loss) is optional."""
+        if self._EVAL and any(isinstance(st, dict) and "train_weights" in st for st in self.state.values()):
+            raise RuntimeError("the optimizer is in eval mode: call optimizer.train() before step()")
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -206,9 +282,12 @@ _CLASS_BODY = '''\
             buckets = {}
             for i, p in enumerate(params):
                 buckets.setdefault((p.device, p.dtype), []).append(i)
+            if self._GROUP_OPS and len(buckets) > 1:
+                raise RuntimeError(f"{', '.join(self._GROUP_OPS)} sum over a param group: put each device and "
+                                   "dtype in a param group of its own")
             for index in buckets.values():
                 ps, sts = [params[i] for i in index], [states[i] for i in index]
-                lists = {name: [st[name] for st in sts] for name, _, _, _ in self._STATES}
+                lists = {name: [st[name] for st in sts] for name, *_ in self._STATES}
                 new = _foreach_step(ps, [p.grad for p in ps], lists, [st["step"] for st in sts], hparams)
                 for name, values in new.items():
                     for st, v in zip(sts, values):

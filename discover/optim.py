@@ -25,14 +25,18 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .compile.backends import compile_step
-from .lang.check import check
+from .compile.reference import interpret
+from .lang.check import check, state_shape
 from .lang.ir import Program
 from .lang.names import RESERVED_HPARAMS
+from .lang.ops import GROUP, MATRIX, OPS
 from .lang.passes import state_start
+from .lang.shapes import concrete
 from .library import load
 
 # Keys torch itself or its schedulers put into param groups (never a program's hyperparameter).
 _TORCH_GROUP_KEYS = RESERVED_HPARAMS
+_TRAIN_WEIGHTS = "train_weights"  # a parameter's training weights, kept aside between eval() and train()
 
 
 class ProgramOptimizer(Optimizer):
@@ -44,8 +48,13 @@ class ProgramOptimizer(Optimizer):
             a path to a ``.opt`` file, or a `Program`.
         backend: ``"auto"`` (the default) is ``"fused"``, the fastest measured, on CPU, and
             ``"triton"`` on CUDA (when Triton can be imported); each uses ``"foreach"`` where it
-            cannot run (CUDA without Triton, non-contiguous tensors, no compiler), saying why once;
+            cannot run (CUDA without Triton, non-contiguous tensors, no compiler, programs with
+            matrix, row/column or group ops), saying why once;
             or name one: ``"fused"``, ``"triton"``, ``"foreach"`` or ``"reference"``.
+        non_matrix: for programs with matrix ops (``matmul``, ``transpose``, ``newton_schulz``), what
+            a parameter that is not 2-D gets: ``"error"`` (the default: a `ValueError` naming it, as
+            torch.optim.Muon refuses one) or ``"diagonal"`` (the ops read it as a diagonal matrix of
+            its values, so they become elementwise: what search trains with).
         **hyperparameters: values for the program's hyperparameters; the rest keep
             the program's defaults. Unknown names raise `ValueError` listing the allowed ones.
             A program with ``beta1`` and ``beta2`` also takes torch's ``betas=(beta1, beta2)``
@@ -65,9 +74,14 @@ class ProgramOptimizer(Optimizer):
 
     def __init__(self, params: Iterable[Any], program: "str | Path | Program" = "adam", *,
                  backend: "str | Callable[[Program], Callable[..., dict]]" = "auto",
-                 **hyperparameters: float) -> None:
+                 non_matrix: str = "error", **hyperparameters: float) -> None:
         self.program = load(program)
         check(self.program)  # a hand-built Program meets the rules parsed text does (names, types)
+        if non_matrix not in ("error", "diagonal"):
+            raise ValueError(f"non_matrix must be 'error' or 'diagonal', got {non_matrix!r}")
+        self.non_matrix = non_matrix
+        self._matrix_ops = sorted({s.op for s in self.program.body if OPS[s.op].kind == MATRIX})
+        self._group_ops = sorted({s.op for s in self.program.body if OPS[s.op].kind == GROUP})
         if self.program.is_wrapper:
             raise ValueError(f"'{self.program.name}' wraps another optimizer's update; "
                              f"give it one to wrap, e.g. '{self.program.name}+adam'")
@@ -117,6 +131,17 @@ class ProgramOptimizer(Optimizer):
         if hasattr(self, "program"):
             self._check_hyperparameters({k: v for k, v in param_group.items() if k != "params"},
                                         "param group", extra=_TORCH_GROUP_KEYS)
+            if self._matrix_ops and self.non_matrix == "error":
+                plist = [params] if isinstance(params, Tensor) else list(params) if isinstance(params, (list, tuple)) else []
+                for i, p in enumerate(plist):
+                    if isinstance(p, Tensor) and p.dim() != 2:
+                        raise ValueError(
+                            f"ProgramOptimizer('{self.program.name}'): parameter {i} of param group "
+                            f"{len(self.param_groups)} has shape {tuple(p.shape)}, but {', '.join(self._matrix_ops)} "
+                            f"{'is a matrix op' if len(self._matrix_ops) == 1 else 'are matrix ops'} for 2-D parameters. "
+                            "Give it to another optimizer (AdamW for biases, norms and embeddings, as with "
+                            "torch.optim.Muon), or pass non_matrix='diagonal' to treat it as a diagonal matrix "
+                            "(what search does)")
             if self._betas:
                 param_group = BetasGroup(with_betas(param_group, self.defaults, "param group"))
         super().add_param_group(param_group)
@@ -147,7 +172,8 @@ class ProgramOptimizer(Optimizer):
                                  f"(program '{name}' has hyperparameters {', '.join(self.program.hparam_names)})")
         keys = set(self.program.state_names) | {"step"}
         for pid, st in state_dict["state"].items():
-            if not isinstance(st, dict) or set(st) != keys:
+            if (not isinstance(st, dict) or set(st) != keys) and not (
+                    self.program.eval is not None and isinstance(st, dict) and set(st) == keys | {_TRAIN_WEIGHTS}):
                 got = sorted(st) if isinstance(st, dict) else type(st).__name__
                 raise ValueError(f"{where}: the state of parameter {pid} holds {got}; program '{name}' keeps "
                                  f"{sorted(keys)}")
@@ -163,11 +189,66 @@ class ProgramOptimizer(Optimizer):
                 state[s.name] = p.detach().clone(memory_format=torch.preserve_format)
                 continue
             value = _as_float(value)
-            state[s.name] = value if s.scalar else torch.full_like(p, value, memory_format=torch.preserve_format)
+            if s.scalar:
+                state[s.name] = value
+            elif s.shape:  # one value per row or per column
+                state[s.name] = torch.full(concrete(state_shape(s), tuple(p.shape)), value, dtype=p.dtype, device=p.device)
+            else:
+                state[s.name] = torch.full_like(p, value, memory_format=torch.preserve_format)
+
+    # ------------------------------------------------------------------ evaluation weights
+    def eval(self) -> None:
+        """Put each parameter's evaluation weights in it, for a program that defines them (``def eval``
+        in its file: schedule-free methods evaluate at the average of their iterates); the training
+        weights are kept aside (in the state, as ``train_weights``) until `train`. Call it before
+        evaluating the model, and `train` before the next `step`. For other programs it does nothing,
+        and a second call changes nothing. Parameters that never took a step keep their weights.
+
+        Example:
+            >>> w = torch.nn.Parameter(torch.ones(2))
+            >>> opt = ProgramOptimizer([w], "schedulefree_adamw", lr=0.1)
+            >>> for _ in range(2):
+            ...     w.grad = torch.ones(2); opt.step()
+            >>> w.data   # y, where the gradient is taken
+            tensor([0.8450, 0.8450])
+            >>> opt.eval(); w.data   # x, the average of the iterates
+            tensor([0.8500, 0.8500])
+            >>> opt.train(); w.data
+            tensor([0.8450, 0.8450])
+        """
+        if self.program.eval is None:
+            return
+        program = self.program.with_(body=self.program.eval.body, returns=(self.program.eval.result,), eval=None)
+        with torch.no_grad():
+            for group in self.param_groups:
+                hparams = {name: _as_float(group[name]) for name in self.program.hparam_names}
+                for p in group["params"]:
+                    state = self.state.get(p)
+                    if not state or _TRAIN_WEIGHTS in state:
+                        continue
+                    env = {**hparams, **{name: state[name] for name in self.program.state_names}, "w": p.detach()}
+                    weights = interpret(program, env)[0]
+                    state[_TRAIN_WEIGHTS] = p.detach().clone()
+                    p.copy_(weights)
+
+    def train(self) -> None:
+        """Put the training weights back after `eval` (bit for bit); nothing to do otherwise."""
+        with torch.no_grad():
+            for state_p in list(self.state.items()):
+                p, state = state_p
+                if isinstance(state, dict) and _TRAIN_WEIGHTS in state:
+                    p.copy_(state.pop(_TRAIN_WEIGHTS))
+
+    def _in_eval_mode(self) -> bool:
+        return self.program.eval is not None and any(
+            isinstance(st, dict) and _TRAIN_WEIGHTS in st for st in self.state.values())
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One optimization step; `closure` (re-evaluating the loss) is optional."""
+        if self._in_eval_mode():
+            raise RuntimeError(f"ProgramOptimizer('{self.program.name}') is in eval mode: its parameters hold the "
+                               "evaluation weights; call optimizer.train() before step()")
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -195,6 +276,11 @@ class ProgramOptimizer(Optimizer):
             if all(k == keys[0] for k in keys):
                 self._step_bucket(params, grads, states, hparams)
                 continue
+            if self._group_ops:
+                raise RuntimeError(
+                    f"ProgramOptimizer('{self.program.name}'): {', '.join(self._group_ops)} sum over a param group, "
+                    f"but param group {self.param_groups.index(group)} holds parameters of several devices or dtypes "
+                    f"({', '.join(sorted({f'{d} {t}' for d, t in keys}))}); put each device and dtype in a param group of its own")
             buckets: dict[tuple, list[int]] = defaultdict(list)
             for i, key in enumerate(keys):
                 buckets[key].append(i)

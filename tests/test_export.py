@@ -30,6 +30,7 @@ PROGRAMS = {  # spec -> hyperparameters given to the optimizer
     "adagrad": {"lr": 0.1, "initial_accumulator_value": 0.3},
     "lookahead+adam": {"lr": 0.01, "k": 3},
     "adan": {"lr": 0.01, "betas": (0.9, 0.8, 0.95)},  # three betas
+    "adafactor": {"lr": 0.01},  # one value per row and per column as state
     "odd": {"lr": 0.03, "torch": 0.7},
 }
 
@@ -239,3 +240,55 @@ def test_user_text_reaches_the_file_only_as_comments(tmp_path):
     strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
     assert not any("evil" in s for s in strings)  # not in the docstring or any other literal: comments only
     assert any(line.startswith("#") and "evil" in line for line in source.splitlines())
+
+
+def _load_exported(program, tmp_path, name):
+    import importlib.util
+
+    path = tmp_path / f"{name}.py"
+    path.write_text(export_source(program, "Exported"))
+    spec = importlib.util.spec_from_file_location(f"exported_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Exported
+
+
+@pytest.mark.parametrize("spec, hp, shapes", [
+    ("muon", {"lr": 0.02, "ns_bf16": 0}, ((4, 3), (2, 5))),
+    ("prodigy", {}, ((4, 3), (3,), (2, 5))),
+    ("schedulefree_adamw", {"lr": 0.01, "warmup_steps": 3}, ((4, 3), (3,))),
+])
+def test_exported_matrix_group_and_eval_programs_train_as_program_optimizer(spec, hp, shapes, tmp_path):
+    """Matrix ops, group sums and evaluation weights in an exported file: the same parameters as
+    ProgramOptimizer (foreach) after steps, after eval() and after train() again."""
+    cls = _load_exported(load(spec), tmp_path, spec)
+    gen = torch.Generator().manual_seed(0)
+    start = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
+    grads = [[torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes] for _ in range(8)]
+    runs = []
+    for make in (lambda ps: cls(ps, **hp), lambda ps: ProgramOptimizer(ps, spec, backend="foreach", **hp)):
+        ps = [torch.nn.Parameter(x.clone()) for x in start]
+        opt = make(ps)
+        seen = []
+        for t, gs in enumerate(grads):
+            for p, g in zip(ps, gs):
+                p.grad = g.clone()
+            opt.step()
+            if t == 4:
+                opt.eval()
+                seen.append([p.detach().clone() for p in ps])
+                if spec == "schedulefree_adamw":  # in eval mode until train(); other programs: no eval weights
+                    with pytest.raises(RuntimeError, match="train"):
+                        opt.step()
+                opt.train()
+        seen.append([p.detach().clone() for p in ps])
+        runs.append(seen)
+    for ours, theirs in zip(*runs):
+        for x, y in zip(ours, theirs):
+            assert torch.equal(x, y)
+    if spec == "schedulefree_adamw":  # eval() gave other weights than training's
+        assert not torch.equal(runs[0][0][0], runs[0][1][0])
+    if spec == "muon":
+        with pytest.raises(ValueError, match=r"shape \(3,\).*non_matrix='diagonal'"):
+            cls([torch.nn.Parameter(torch.ones(3))])
+        cls([torch.nn.Parameter(torch.ones(3))], non_matrix="diagonal")

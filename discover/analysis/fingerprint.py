@@ -24,9 +24,11 @@ from typing import Any
 
 import torch
 
-from ..compile.reference import interpret
+from ..compile.reference import interpret, interpret_group
+from ..lang.check import state_shape
 from ..lang.ir import Program
 from ..lang.passes import state_start
+from ..lang.shapes import concrete
 
 PROBE_STEPS = 6
 _SHAPES = ((7,), (3, 5))
@@ -47,10 +49,14 @@ def _probe_inputs(steps: int, seed: int) -> list[dict[str, Any]]:
 def probe_trace(program: Program, steps: int = PROBE_STEPS, seed: int = 0) -> torch.Tensor:
     """The updates `program` makes on the probe inputs: a float64 tensor (steps, values).
 
+    The probe parameters are one param group, a vector and a (3 x 5) matrix: group ops
+    (``group_sum``) sum over both, and matrix ops see a matrix that is not square (so ``g`` and
+    ``transpose(g)`` differ) and a vector (which they read as a diagonal matrix).
     NaN or inf are kept as they come; a program that raises gives an all-NaN trace.
     """
-    rows = [run_probe(program, probe["w"], probe["g"], update_w=True, wrapped=probe["u"])
-            for probe in _probe_inputs(steps, seed)]
+    probes = _probe_inputs(steps, seed)
+    rows = run_group_probe(program, [p["w"] for p in probes], [p["g"] for p in probes], update_w=True,
+                           wrapped=[p["u"] for p in probes])
     return torch.stack([torch.cat([u.reshape(-1) for u in per_step]) for per_step in zip(*rows)])
 
 
@@ -91,14 +97,22 @@ def equivalent(a: Program, b: Program, steps: int = 8, rtol: float = 1e-7, atol:
 
 # --------------------------------------------------------------------------- probing (analysis)
 def initial_state(program: Program, w: torch.Tensor, hparams: dict[str, float]) -> dict[str, Any]:
-    """The program's state before its first step, for parameter `w` (float64 probes)."""
+    """The program's state before its first step, for parameter `w` (float64 probes); ``per_row`` and
+    ``per_col`` state has its own shape (`discover.lang.shapes.concrete`)."""
     state: dict[str, Any] = {}
     for s in program.states:
         init = state_start(s, hparams)
         if init is None:  # a copy of w
             init = w.clone()
-        state[s.name] = init if (s.scalar or isinstance(init, torch.Tensor)) else torch.full_like(w, init)
+        if not (s.scalar or isinstance(init, torch.Tensor)):
+            init = torch.full(_state_shape(s, w), init, dtype=w.dtype) if s.shape else torch.full_like(w, init)
+        state[s.name] = init
     return state
+
+
+def _state_shape(state: Any, w: torch.Tensor) -> tuple[int, ...]:
+    """The torch shape of tensor state `state` for parameter `w`."""
+    return concrete(state_shape(state), tuple(w.shape)) if state.shape else tuple(w.shape)
 
 
 def run_probe(program: Program, w: torch.Tensor, grads: list[torch.Tensor], *,
@@ -116,28 +130,42 @@ def run_probe(program: Program, w: torch.Tensor, grads: list[torch.Tensor], *,
         >>> [u.tolist() for u in run_probe(load("sgd"), torch.zeros(2, dtype=torch.float64), [g], hparams={"lr": 0.5})]
         [[0.5, -1.0]]
     """
+    return run_group_probe(program, [w], [grads], hparams=hparams, update_w=update_w,
+                           wrapped=None if wrapped is None else [wrapped])[0]
+
+
+def run_group_probe(program: Program, ws: list[torch.Tensor], grads: list[list[torch.Tensor]], *,
+                    hparams: dict[str, float] | None = None, update_w: bool = False,
+                    wrapped: list[list[torch.Tensor]] | None = None) -> list[list[torch.Tensor]]:
+    """`run_probe` for parameters `ws` stepping together as one param group (group ops see them
+    all): for each parameter, its updates, one per step. A step that raises gives NaN from then on."""
     hp = {**program.defaults, **(hparams or {})}
-    state = initial_state(program, w, hp)
-    out = []
+    ws = list(ws)
+    states = [initial_state(program, w, hp) for w in ws]
+    out: list[list[torch.Tensor]] = [[] for _ in ws]
     failed = False
-    for t, g in enumerate(grads):
+    for t in range(len(grads[0])):
+        if not failed:
+            envs = [{**hp, **state, "w": w, "g": g[t], "step": t + 1,
+                     "u": wrapped[k][t] if wrapped is not None else torch.zeros_like(w)}
+                    for k, (w, g, state) in enumerate(zip(ws, grads, states))]
+            try:
+                results = interpret_group(program, envs)
+                updates = [torch.as_tensor(r[0], dtype=torch.float64).expand_as(w).clone() for r, w in zip(results, ws)]
+                for w, state, (_, *new_state) in zip(ws, states, results):
+                    for s, value in zip(program.states, new_state):
+                        state[s.name] = value if s.scalar else torch.as_tensor(
+                            value, dtype=torch.float64).expand(_state_shape(s, w)).clone()
+            except Exception:
+                failed = True
         if failed:
-            out.append(torch.full_like(w, math.nan))
+            for k, w in enumerate(ws):
+                out[k].append(torch.full_like(w, math.nan))
             continue
-        u = wrapped[t] if wrapped is not None else torch.zeros_like(w)
-        env = {**hp, **state, "w": w, "g": g, "u": u, "step": t + 1}
-        try:
-            update, *new_state = interpret(program, env)
-            update = torch.as_tensor(update, dtype=torch.float64).expand_as(w).clone()
-        except Exception:
-            failed = True
-            out.append(torch.full_like(w, math.nan))
-            continue
-        out.append(update)
-        for s, value in zip(program.states, new_state):
-            state[s.name] = value if s.scalar else torch.as_tensor(value, dtype=torch.float64).expand_as(w).clone()
-        if update_w:
-            w = w - update
+        for k, u in enumerate(updates):
+            out[k].append(u)
+            if update_w:
+                ws[k] = ws[k] - u
     return out
 
 
@@ -176,7 +204,8 @@ def probe_states(program: Program, steps: int = PROBE_STEPS, seed: int = 0) -> d
             except Exception:
                 update, new_state = torch.full_like(w, math.nan), [math.nan] * len(program.states)
             for s, value in zip(program.states, new_state):
-                state[s.name] = torch.as_tensor(value, dtype=torch.float64).expand_as(w).clone()
+                state[s.name] = torch.as_tensor(value, dtype=torch.float64).expand(
+                    tuple(w.shape) if s.scalar else _state_shape(s, w)).clone()
                 rows[s.name][t].append(state[s.name].reshape(-1))
             w = w - update
     return {name: torch.stack([torch.cat(r) for r in per_step]) for name, per_step in rows.items()}

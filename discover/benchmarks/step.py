@@ -19,6 +19,12 @@ state excluded), in MB and as a ratio to torch's foreach Adam on the same config
 events on CPU). It is measured on one extra untimed step before the timed rounds,
 so profiling does not touch the timings.
 
+The programs of the newer optimizers compare with their references: ``muon`` with torch.optim.Muon and
+``adafactor`` with torch.optim.Adafactor (both on matrices, config M: 16 of 256 x 256), ``adan``,
+``ademamix`` and ``lamb`` with pytorch_optimizer's classes (when it is installed: the dev extra)::
+
+    $ discover bench step --programs muon,adafactor,adan,ademamix,lamb --configs M,B
+
 ``--configs`` also takes ``NxM`` (N tensors of M values each), and
 ``--foreach-budgets 0,2,4`` adds discover's foreach step chunked at those budgets
 (MiB per list; 0 = unchunked): how `discover.compile.chunked.CHUNK_BYTES` was chosen.
@@ -42,9 +48,10 @@ from ..commands import ListAction
 from . import malloc_note
 from .memory import peak_temporary_bytes
 
-CONFIGS = {"A": (50, 1_000_000), "B": (200, 100_000), "L": (1, 16_000_000), "XL": (1, 256_000_000)}
+CONFIGS = {"A": (50, 1_000_000), "B": (200, 100_000), "L": (1, 16_000_000), "XL": (1, 256_000_000),
+           "M": (16, 16 * 256 * 256)}
 CONFIG_LABELS = {"A": "A: 50 tensors / 1M values", "B": "B: 200 tensors / 100k values", "L": "L: 1 tensor / 16M values",
-                 "XL": "XL: 1 tensor / 256M values"}
+                 "XL": "XL: 1 tensor / 256M values", "M": "M: 16 matrices of 256 x 256"}
 DEFAULT_CONFIGS = {"cpu": ["A", "B", "L"], "cuda": ["A", "B", "XL"]}
 ONE_TENSOR = ("L", "XL")  # configs with a bandwidth bound
 PROGRAMS = ("adam", "adamw", "lion", "momentum")
@@ -54,6 +61,16 @@ HPARAMS = {
     "lion": dict(lr=1e-4, weight_decay=1e-2),
     "momentum": dict(lr=1e-3, momentum=0.9),
 }
+HPARAMS.update({  # the programs of issue 13 against torch.optim's and pytorch_optimizer's own
+    "muon": dict(lr=1e-3, weight_decay=0.1),
+    "adafactor": dict(lr=1e-2),
+    "adan": dict(lr=1e-3),
+    "ademamix": dict(lr=1e-3),
+    "lamb": dict(lr=1e-3),
+})
+MATRIX_PROGRAMS = ("muon", "adafactor")
+"""Programs timed on matrices: each tensor of a config is shaped (r, c) with r * c its size and r the
+largest divisor up to its square root (config M: 256 x 256), not a vector."""
 # tensors read and written per element by one step (for the bandwidth bound)
 TRAFFIC = {"adam": (4, 3), "adamw": (4, 3), "lion": (3, 2), "momentum": (3, 2)}
 
@@ -61,8 +78,8 @@ TRAFFIC = {"adam": (4, 3), "adamw": (4, 3), "lion": (3, 2), "momentum": (3, 2)}
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=25, help="timed rounds per config (median reported; default 25)")
     p.add_argument("--configs", nargs="+", action=ListAction, default=None, metavar="CONFIG",
-                   help="a subset of A,B,L,XL, or NxM for N tensors of M values (default A,B,L on CPU, "
-                        "A,B,XL on CUDA)")
+                   help="a subset of A,B,L,XL,M, or NxM for N tensors of M values (default A,B,L on CPU, "
+                        "A,B,XL on CUDA; M: 16 matrices of 256 x 256, for muon and adafactor)")
     p.add_argument("--programs", nargs="+", action=ListAction, default=list(PROGRAMS), metavar="PROG",
                    help=f"programs (default {','.join(PROGRAMS)})")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda (default: cuda when available)")
@@ -147,16 +164,32 @@ def _contenders(program: str, device: torch.device, budgets: tuple[float, ...] =
         out["torch foreach"] = lambda ps: torch.optim.SGD(ps, lr=hp["lr"], momentum=hp["momentum"], foreach=True)
     elif program == "lion":
         out["plain-torch Lion"] = lambda ps: PlainLion(ps, lr=hp["lr"], weight_decay=hp["weight_decay"])
+    elif program == "muon":
+        out["torch Muon"] = lambda ps: torch.optim.Muon(ps, **hp)
+    elif program == "adafactor":
+        out["torch Adafactor"] = lambda ps: torch.optim.Adafactor(ps, **hp)
+        out["torch foreach"] = lambda ps: torch.optim.Adafactor(ps, **hp, foreach=True)
+    elif program in ("adan", "ademamix", "lamb"):
+        try:
+            import pytorch_optimizer as po
+        except ImportError:  # the dev extra's; without it discover's steps are timed alone
+            return out
+        cls = {"adan": po.Adan, "ademamix": po.AdEMAMix, "lamb": po.Lamb}[program]
+        out[f"pytorch_optimizer {cls.__name__}"] = lambda ps: cls(ps, **hp)
     return out
 
 
-def _params(n: int, total: int, device: torch.device, seed: int = 0) -> list[torch.Tensor]:
+def _params(n: int, total: int, device: torch.device, seed: int = 0, matrix: bool = False) -> list[torch.Tensor]:
     gen = torch.Generator(device=device).manual_seed(seed)  # made where they live: 256M values in no time
     each = total // n
+    shape: tuple[int, ...] = (each,)
+    if matrix:  # (r, c): r the largest divisor of `each` up to its square root
+        r = max(d for d in range(1, int(each ** 0.5) + 1) if each % d == 0)
+        shape = (r, each // r)
     ps = []
     for _ in range(n):
-        p = torch.nn.Parameter(torch.randn(each, generator=gen, device=device))
-        p.grad = torch.randn(each, generator=gen, device=device) * 1e-2
+        p = torch.nn.Parameter(torch.randn(shape, generator=gen, device=device))
+        p.grad = torch.randn(shape, generator=gen, device=device) * 1e-2
         ps.append(p)
     return ps
 
@@ -183,7 +216,7 @@ def time_config(program: str, n: int, total: int, device: torch.device, repeat: 
     opts = {}
     peaks = {}
     for name, make in _contenders(program, device, budgets, kernel).items():
-        opts[name] = make(_params(n, total, device))
+        opts[name] = make(_params(n, total, device, matrix=program in MATRIX_PROGRAMS))
         for _ in range(3):  # warm up (state init, kernel load, allocator)
             opts[name].step()
         peaks[name] = peak_temporary_bytes(opts[name].step, device)
@@ -265,7 +298,7 @@ def main(args: argparse.Namespace) -> int:
     print("peak MB: temporary memory of one step beyond params, grads and state (an extra untimed step); "
           "mem ratio: that / torch foreach Adam's on the same config")
     width = max([4] + [len(c[0]) for c in configs])
-    header = (f"{'config':<{width}} {'program':<9} {'contender':<17} {'us/step':>10} {'kernel/this':>11} "
+    header = (f"{'config':<{width}} {'program':<9} {'contender':<27} {'us/step':>10} {'kernel/this':>11} "
               f"{'foreach/this':>13} {'peak MB':>9} {'mem ratio':>10}")
     print(header)
     print("-" * len(header))
@@ -278,16 +311,23 @@ def main(args: argparse.Namespace) -> int:
                 ours = name in (kernel, "discover foreach")
                 r1 = f"{fused_t / t:.2f}" if not ours else ""
                 r2 = f"{foreach_t / t:.2f}" if not ours else ""
-                print(f"{config:<{width}} {program:<9} {name:<17} {t:>10.0f} {r1:>11} {r2:>13} "
+                print(f"{config:<{width}} {program:<9} {name:<27} {t:>10.0f} {r1:>11} {r2:>13} "
                       f"{peaks[name] / 1e6:>9.2f} {peaks[name] / yardstick:>10.2f}")
-            if config in ONE_TENSOR and bandwidth:
+            if config in ONE_TENSOR and bandwidth and program in TRAFFIC:
                 reads, writes = TRAFFIC[program]
                 bound = (reads + writes) * total * 4 / bandwidth * 1e6
-                print(f"{config:<{width}} {program:<9} {'bandwidth bound':<17} {bound:>10.0f}   "
+                print(f"{config:<{width}} {program:<9} {'bandwidth bound':<27} {bound:>10.0f}   "
                       f"{kernel} takes {fused_t / bound:.2f}x the bound ({reads} reads + {writes} writes per value)")
         print()
     if device.type == "cpu" and kernel == "discover fused":
-        ct = compile_times(programs)
+        from ..compile.lower import staged_reason
+        from ..library import load
+
+        staged = [p for p in programs if staged_reason(load(p))]
+        if staged:
+            print(f"{', '.join(staged)}: matrix, row/column or group ops, run as torch calls between foreach "
+                  "passes (so 'discover fused' is the foreach step; see README, Backends)")
+        ct = compile_times([p for p in programs if p not in staged])
         print("fused compile time per program (g++, empty cache / from disk cache): " +
               ", ".join(f"{k} {c:.2f} s / {w * 1e3:.0f} ms" for k, (c, w) in ct.items()))
     return 0

@@ -18,7 +18,8 @@ def run(args: argparse.Namespace) -> int:
     for name in builtin_names():
         program = load(name)
         summary = first_sentence(program.doc)
-        states = ", ".join(("scalar " if s.scalar else "") + s.name for s in program.states) or "-"
+        states = ", ".join(("scalar " if s.scalar else f"{s.shape} " if s.shape else "") + s.name
+                           for s in program.states) or "-"
         n_buffers = sum(not s.scalar for s in program.states)
         rows.append((name, f"{n_buffers} buffer{'s' if n_buffers != 1 else ''} ({states})", summary))
     width = max(len(r[0]) for r in rows)

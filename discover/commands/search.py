@@ -37,6 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--meta-tasks", nargs="+", action=ListAction, default=None, metavar="TASK",
                    help=f"meta-validation tasks for the funnel ('' for none); default {','.join(d.meta_tasks)}")
     g.add_argument("--baseline", default=None, help=f"program fitness is normalized against; default {d.baseline}")
+    g.add_argument("--ops", nargs="+", action=ListAction, default=None, metavar="SET",
+                   help="op sets added to the search space: matrix (matmul, transpose, newton_schulz, row_mean, "
+                        "col_mean, rows, cols), group (group_sum, group_norm); default none: elementwise ops and "
+                        "norm/rms/mean, as runs made before these ops")
     g.add_argument("--steps", type=int, default=None, help="training steps per search task (default: each task's own)")
     g.add_argument("--meta-steps", type=int, default=None,
                    help="training steps per meta task (default: --meta-horizon x each task's own)")
@@ -93,7 +97,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-_FIELDS = ["init", "tasks", "meta_tasks", "baseline", "steps", "meta_steps", "meta_horizon", "budget", "time_limit",
+_FIELDS = ["init", "ops", "tasks", "meta_tasks", "baseline", "steps", "meta_steps", "meta_horizon", "budget", "time_limit",
            "seed", "population", "tournament", "batch", "seeds", "factors", "lr_protocol", "early_stop",
            "funnel_seeds", "max_len", "plateau", "funnel_every", "funnel_top", "hof_size", "candidate_time_limit",
            "device", "workers", "backend", "address", "gpus_per_worker", "cpus_per_worker", "out"]

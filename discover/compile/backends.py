@@ -65,8 +65,13 @@ def _fused(program: Program) -> StepFn:
 
 
 def _triton(program: Program) -> StepFn:
-    from .triton_step import TritonUnavailable, compile_triton
+    from .lower import staged_reason
+    from .triton_step import TritonUnavailable, _warn_once, compile_triton
 
+    why = staged_reason(program)
+    if why:  # matrix, row/column or group ops: torch calls between foreach passes, on any device
+        _warn_once(f"{program.name}:{why}", f"program '{program.name}' runs on the foreach backend: {why}")
+        return _foreach(program)
     try:
         return compile_triton(program)
     except TritonUnavailable as exc:

@@ -63,7 +63,7 @@ from typing import Any, Callable
 import torch
 
 from ..lang.ir import Program
-from .lower import PD, lower
+from .lower import PD, is_staged, lower
 
 CHUNK_BYTES: dict[str, int] = {"cpu": 4 << 20, "cuda": 256 << 20}
 """Most bytes of one list of values (per sub-bucket) by device type; see the module docstring."""
@@ -77,10 +77,11 @@ Piece = tuple[int, int, int]  # (parameter index, start, stop) in the flattened 
 
 
 def is_elementwise(program: Program) -> bool:
-    """True when no value of `program` is a per-tensor reduction (norm, rms, mean): then
-    every element of the result depends only on the same element of the inputs."""
+    """True when no value of `program` is a per-tensor reduction (norm, rms, mean) or a staged op
+    (matrix ops, row/column means, group sums): then every element of the result depends only on
+    the same element of the inputs."""
     low = lower(program)
-    return not any(i.dst.level == PD for i in low.instrs)
+    return not any(i.dst.level == PD for i in low.instrs) and not is_staged(low)
 
 
 def budget_elements(like: torch.Tensor, budget_bytes: int | None = None) -> int:

@@ -68,14 +68,29 @@ def _pmap(fn: Callable, n: int, *args: Any) -> list:
     return [fn(*xs) for xs in zip(*(a if isinstance(a, (list, tuple)) else repeat(a, n) for a in args))]
 
 
+def _group(fn: Callable, n: int, x: Any) -> list:
+    """A group op (the op table's `group_fn`) over the bucket's parameters: one value, for every parameter."""
+    value = fn(list(x) if isinstance(x, (list, tuple)) else [x] * n)
+    return [value] * n
+
+
+def _sub_each(params: list, updates: list) -> None:
+    """``w <- w - update`` per parameter, for updates not shaped like w (they broadcast)."""
+    for p, u in zip(params, updates):
+        p.sub_(u)
+
+
 def runtime_namespace() -> dict[str, Any]:
     """The names generated foreach code may use (all start with ``_``)."""
     ns: dict[str, Any] = {
-        "_torch": torch, "_bl": per_param, "_fl": as_floats, "_pmap": _pmap,
+        "_torch": torch, "_bl": per_param, "_fl": as_floats, "_pmap": _pmap, "_group": _group,
+        "_sub_each": _sub_each,
         "_pre_all": run_prologue, "_float": float, "_len": len, "_zip": zip,
     }
     for name, op in ALL_OPS.items():
         ns[f"_F_{name}"] = op.fn
+        if op.group_fn is not None:
+            ns[f"_G_{name}"] = op.group_fn
     return ns
 
 
@@ -307,12 +322,17 @@ class _Gen:
         if isinstance(update, Val) and update.level == T and (sources(update) & dests):
             keep(update)
         for s, v, final in copies:
-            if isinstance(final, Val) and final.level == T:
+            if isinstance(final, Val) and final.level == T and final.shape != v.shape:  # broadcast into the state
+                out.append(f"    for _s, _x in _zip({v.py}, {kept.get(final.id, final.py)}):  # new {comment(s.name)}")
+                out.append("        _s.copy_(_x)")
+            elif isinstance(final, Val) and final.level == T:
                 out.append(f"    _torch._foreach_copy_({v.py}, {kept.get(final.id, final.py)})  # new {comment(s.name)}")
             else:
                 out.append(f"    for _s, _x in _zip({v.py}, _bl({self.k(final)}, _n)):  # new {comment(s.name)}")
                 out.append("        _s.copy_(_x)  # copy_, not fill_: a number beyond the dtype's range is inf, as in the reference")
-        if isinstance(update, Val) and update.level == T:
+        if isinstance(update, Val) and update.level == T and not update.full:
+            out.append(f"    _sub_each({wname}, {kept.get(update.id, update.py)})  # w <- w - update (broadcast)")
+        elif isinstance(update, Val) and update.level == T:
             out.append(f"    _torch._foreach_sub_({wname}, {kept.get(update.id, update.py)})  # w <- w - update")
         else:
             out.append(f"    _torch._foreach_sub_({wname}, {self.k(update)})  # w <- w - update")
@@ -324,15 +344,19 @@ class _Gen:
 
     def pd_expr(self, ins: Instr) -> str:
         """Code for a per-tensor value from a reduction: a list of 0-d tensors."""
-        form = ALL_OPS[ins.op].foreach_form(ins.pattern)
+        if ALL_OPS[ins.op].group_fn is not None:  # over the whole bucket (ProgramOptimizer: the param group)
+            return f"_group(_G_{ins.op}, _n, {self.any_arg(ins.args[0])})"
+        form = None if ins.staged else ALL_OPS[ins.op].foreach_form(ins.pattern)
         if form is None:
             return self.per_param(ins)
         return self.calls(_alternatives(form)[0], ins, ins.dst.py, in_place=False)
 
     def t_expr(self, ins: Instr, idx: int, can_reuse) -> tuple[str, Val | None]:
         """Code for a tensor-level instruction, and the value whose buffer it writes in place (or None):
-        the op table's foreach form for the operands' pattern, in place where a list may be overwritten."""
-        form = ALL_OPS[ins.op].foreach_form(ins.pattern)
+        the op table's foreach form for the operands' pattern, in place where a list may be overwritten.
+        Staged instructions (matrix ops, row/column means, anything on tensors of other shapes) run per
+        parameter through the op's own function, as torch calls between the foreach calls."""
+        form = None if ins.staged else ALL_OPS[ins.op].foreach_form(ins.pattern)
         if form is None:
             return self.per_param(ins), None
         alternatives = _alternatives(form)

@@ -45,7 +45,8 @@ Still no temporaries: a pass reads memory once and writes nothing but the row.
 
 What it does not fuse, falling back to the foreach step (with one warning per reason):
 buckets that are not CPU float32/float64/bfloat16/float16, non-contiguous tensors,
-and machines without a working C++ compiler (``$CXX`` or ``g++``).
+machines without a working C++ compiler (``$CXX`` or ``g++``), and programs with staged ops
+(matrix, row/column, shape or group ops: `discover.compile.lower.staged_reason`).
 
 Example:
     >>> from discover import load
@@ -66,7 +67,8 @@ import torch
 from ..lang.ir import Program
 from . import cxx, cxx_forms
 from .foreach import compile_foreach
-from .lower import PD, T, Instr, Lowered, Val, as_floats, lower, per_param, prologue, reduction_passes, scalar_state_sources
+from .lower import (PD, T, Instr, Lowered, Val, as_floats, lower, staged_reason, per_param, prologue, reduction_passes,
+                    scalar_state_sources)
 from .source import comment
 
 _PARALLEL_MIN = 1 << 16  # elements per bucket below which one thread is faster than waking others
@@ -337,8 +339,18 @@ def _build(source: str) -> ctypes.CDLL:
 
 
 def compile_fused(program: Program) -> Callable[..., dict]:
-    """The fused step of `program`, or its foreach step (with one warning saying why)."""
+    """The fused step of `program`, or its foreach step (with one warning saying why).
+
+    A program with staged ops (matrix ops, row/column means, shape reads, group sums: see
+    `discover.lang.ops.STAGED`) gets its foreach step, saying so once per program: those ops are
+    torch calls per parameter, and the foreach step runs its elementwise ops between them (measured
+    in `discover bench step`: for Muon the Newton-Schulz matmuls take most of the time)."""
     fallback = compile_foreach(program)
+    why = staged_reason(program)
+    if why:
+        fallback.fused_unavailable = why
+        _warn_once(f"{program.name}:{why}", f"program '{program.name}' runs on the foreach backend: {why}")
+        return fallback
     try:
         kernel = _Kernel(lower(program))
         dll = _build(kernel.source)

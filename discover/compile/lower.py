@@ -36,10 +36,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..lang.check import check, initial_types
+from ..lang.check import initial_shapes, initial_types, shapes_of
 from ..lang.ir import Const, Operand, Program
 from ..lang.ops import ALL_OPS, OPS, Type
 from ..lang.passes import dead_code
+from ..lang.shapes import FULL, Shape
 from .source import comment, identifier
 
 S, PU, PD, T = "S", "PU", "PD", "T"
@@ -59,6 +60,7 @@ class Val:
     phase: int
     source: str  # "input", "state", "hparam", "stmt"
     py: str = ""  # its identifier in generated Python
+    shape: Shape | None = None  # a tensor's symbolic shape (`discover.lang.shapes`); None for numbers
 
     @property
     def level(self) -> str:
@@ -71,6 +73,11 @@ class Val:
     @property
     def tensor(self) -> bool:
         return self.type == Type.TENSOR
+
+    @property
+    def full(self) -> bool:
+        """A tensor shaped like the parameter (elementwise kernels index it like w)."""
+        return self.type == Type.TENSOR and self.shape == FULL
 
 
 @dataclass
@@ -85,9 +92,16 @@ class Instr:
 
     @property
     def pattern(self) -> str:
-        """The operand letters (``t``, ``d`` or ``n``, see `discover.lang.ops`) of the arguments,
+        """The operand letters (``t``, ``m``, ``d`` or ``n``, see `kind`) of the arguments,
         e.g. ``"tn"`` for (tensor, hyperparameter); backend forms are keyed by it."""
         return "".join(map(kind, self.args))
+
+    @property
+    def staged(self) -> bool:
+        """Whether this instruction runs as a torch call outside elementwise kernels: a staged op
+        (`discover.lang.ops.STAGED`), or any op on a tensor not shaped like the parameter."""
+        return ALL_OPS[self.op].staged or any(isinstance(a, Val) and a.tensor and not a.full
+                                              for a in [*self.args, self.dst])
 
 
 @dataclass
@@ -108,10 +122,34 @@ def level_of(arg: Any) -> str:
 
 
 def kind(arg: Any) -> str:
-    """The operand letter of an argument: ``t`` (level T), ``d`` (PD) or ``n`` (S, PU, constants)."""
+    """The operand letter of an argument: ``t`` (level T, shaped like the parameter), ``m`` (level T,
+    another shape: a matrix op's or row/column reduction's result; no op has a form for it, so it
+    runs through the op's own function per parameter), ``d`` (PD) or ``n`` (S, PU, constants)."""
     if isinstance(arg, float):
         return "n"
-    return {T: "t", PD: "d"}.get(arg.level, "n")
+    if arg.level == T:
+        return "t" if arg.shape == FULL else "m"
+    return "d" if arg.level == PD else "n"
+
+
+def is_staged(low: "Lowered") -> bool:
+    """Whether any instruction of `low` is staged (see `Instr.staged`): the fused and population
+    kernels then leave the program to the foreach backend and the torch batched step."""
+    return any(i.staged for i in low.instrs) or any(
+        isinstance(r, Val) and r.tensor and not r.full for r in low.returns)
+
+
+def staged_reason(program: Program) -> str:
+    """Why `program` cannot run in the fused, Triton and population kernels ("" when it can): the
+    staged ops it uses (matrix, row/column, shape or group ops) and what runs them instead."""
+    low = lower(program)
+    if not is_staged(low):
+        return ""
+    ops = sorted({i.op for i in low.instrs if ALL_OPS[i.op].staged})
+    named = ", ".join(ops) if ops else "tensors of another shape than the parameter"
+    verb = "runs" if len(ops) == 1 else "run"
+    return (f"it uses {named}, which {verb} as torch calls per parameter (or over the param group) between "
+            "foreach passes, not inside one kernel")
 
 
 class _Builder:
@@ -130,13 +168,19 @@ class _Builder:
     def kind(self, value: Any) -> str:
         return kind(value)
 
+    def shape(self, value: Any) -> Shape | None:
+        return value.shape if isinstance(value, Val) else None
+
     def emit(self, op: str, *args: Any, name: str = "") -> Any:
         if all(isinstance(a, float) for a in args):  # constants only: folded, as the reference computes them
             return float(ALL_OPS[op].fn(*args))
         entry = ALL_OPS[op]
         types = [Type.SCALAR if isinstance(a, float) else a.type for a in args]
-        phase = max((a.phase for a in args if isinstance(a, Val)), default=0) + (1 if entry.reduction else 0)
+        # a reduction, or a torch call between passes, is known one pass later than its arguments
+        phase = max((a.phase for a in args if isinstance(a, Val)), default=0) + (
+            1 if entry.reduction or entry.staged else 0)
         dst = self.new(name or f"_{op}", entry.result_type(types), phase, "stmt")
+        dst.shape = entry.result_shape([self.shape(a) for a in args])
         self.instrs.append(Instr(dst, op, list(args), self.src))
         return dst
 
@@ -148,17 +192,20 @@ def lower(program: Program) -> Lowered:
     if program.is_wrapper:
         raise ValueError(f"'{program.name}' wraps another optimizer's update; compile a composition "
                          f"such as '{program.name}+adam' instead")
-    check(program)
+    shapes_of(program)  # checks it
     program = dead_code(program)  # statements no output needs are not lowered
     b = _Builder()
     env: dict[str, Val] = {}
     inputs: dict[str, Val] = {}
+    start_shapes = initial_shapes(program)
     for name, type_ in initial_types(program).items():
         if name in program.inputs:
             inputs[name] = env[name] = b.new(name, type_, 0, "input")
+            env[name].shape = start_shapes[name]
     states = []
     for s in program.states:
         env[s.name] = b.new(s.name, Type.PER_TENSOR if s.scalar else Type.TENSOR, 0, "state")
+        env[s.name].shape = start_shapes[s.name]
         states.append((s, env[s.name]))
     hparams = []
     for h in program.hparams:

@@ -49,7 +49,7 @@ from . import cxx
 from .population_torch import BatchedStep, compile_batched
 from ..lang.ops import ALL_OPS
 from . import cxx_forms
-from .lower import (PD, T, Instr, ReductionPass, Val, distinct, lower, prologue, reduction_passes,
+from .lower import (PD, T, Instr, ReductionPass, Val, distinct, is_staged, lower, prologue, reduction_passes,
                     scalar_state_sources)
 
 BLOCK = 256  # elements per block: ~20 float registers of 1 KB stay in L1
@@ -250,6 +250,8 @@ class Bytecode:
 
     def __init__(self, program: Program) -> None:
         low = lower(program)
+        if is_staged(low):  # torch calls per member: the torch batched step runs them
+            raise Unsupported("staged ops (matrix, row/column or group ops)")
         self.low = low
         self.k_vals = prologue(low).outputs
         self.k_col = {v.id: j for j, v in enumerate(self.k_vals)}

@@ -41,8 +41,10 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor
 
+from ..lang.check import state_shape
 from ..lang.ir import Const, Operand, Program
 from ..lang.ops import OPS
+from ..lang.shapes import concrete
 from ..lang.passes import state_start, to_ssa
 
 BatchedStep = Callable[[list, list, dict, int, Mapping[str, Any]], None]
@@ -62,11 +64,14 @@ def compile_batched(program: Program) -> BatchedStep:
     uniform = set(program.hparam_names) | {"step"}
     shared, per_param = [], []
     for name, op, args in ((s.target, s.op, s.args) for s in ssa.body):
-        if all(isinstance(a, Const) or a.name in uniform for a in args) and not OPS[op].reduction:
+        entry = OPS[op]
+        if all(isinstance(a, Const) or a.name in uniform for a in args) and not entry.reduction and not entry.staged:
             uniform.add(name)
-            shared.append((name, OPS[op].fn, args))
+            shared.append((name, entry.fn, args))
+        elif entry.group_fn is not None:  # over every parameter: one value per member
+            per_param.append((name, entry.group_fn, args, True))
         else:
-            per_param.append((name, OPS[op].batched_fn or OPS[op].fn, args))
+            per_param.append((name, entry.batched_fn or entry.fn, args, False))
     states = program.states
     state_names = [s.name for s in states]
 
@@ -83,6 +88,7 @@ def compile_batched(program: Program) -> BatchedStep:
         top["step"] = step
         for name, fn, args in shared:
             top[name] = fn(*(fetch(a, top) for a in args))
+        tables = []
         for k, (p, g) in enumerate(zip(params, grads)):
             dims = p.dim()
             values = {name: _view(v, dims) for name, v in top.items()}
@@ -90,8 +96,17 @@ def compile_batched(program: Program) -> BatchedStep:
             values["g"] = g
             for s in state_names:
                 values[s] = state[s][k]
-            for name, fn, args in per_param:
+            tables.append(values)
+        # statement by statement over the parameters: a group op needs every parameter's argument
+        for name, fn, args, group in per_param:
+            if group:
+                total = fn([fetch(args[0], values) for values in tables], batched=True)
+                for values in tables:
+                    values[name] = _view(total, values["w"].dim())
+                continue
+            for values in tables:
                 values[name] = fn(*(fetch(a, values) for a in args))
+        for k, (p, values) in enumerate(zip(params, tables)):
             out = [fetch(a, values) for a in returns]
             # A returned value may be a state buffer that is about to be overwritten
             # (`return m, v, m`): copy such values first, then write state, then w.
@@ -112,7 +127,8 @@ def compile_batched(program: Program) -> BatchedStep:
 def init_states(program: Program, params: list[Tensor], hparams: Mapping[str, Any]) -> dict[str, list[Tensor]]:
     """Fresh state for a batched step: name -> one tensor per parameter.
 
-    Tensor state is ``(n, *shape)``; scalar state ``(n, 1, ..., 1)``. ``Const(x)``
+    Tensor state is ``(n, *shape)`` (``per_row`` / ``per_col`` state: the member's row or column
+    shape, see `discover.lang.shapes.concrete`); scalar state ``(n, 1, ..., 1)``. ``Const(x)``
     fills with x, ``Ref('w')`` copies the parameters, ``Ref(h)`` fills with the
     hyperparameter (per member when it is a tensor).
     """
@@ -120,7 +136,8 @@ def init_states(program: Program, params: list[Tensor], hparams: Mapping[str, An
     for s in program.states:
         bufs = []
         for p in params:
-            shape = (p.shape[0],) + ((1,) * (p.dim() - 1) if s.scalar else tuple(p.shape[1:]))
+            member = tuple(p.shape[1:])
+            shape = (p.shape[0],) + ((1,) * (p.dim() - 1) if s.scalar else concrete(state_shape(s), member))
             value = state_start(s, hparams)
             if value is None:  # a copy of w
                 if s.scalar:

@@ -151,3 +151,86 @@ _F_reciprocal = _unary(torch.reciprocal, fast=lambda x: 1 / x, slow=lambda x: 1 
 _F_minimum = _pair(torch.minimum)
 _F_maximum = _pair(torch.maximum)
 _F_copy = lambda x: x  # noqa: E731
+
+
+# Matrix ops: a 2-D parameter is a matrix; any other is a diagonal matrix of its values.
+def _F_transpose(x):
+    return x.mT.contiguous() if x.dim() == 2 else x
+
+
+def _F_matmul(x, y):
+    return torch.matmul(x, y) if x.dim() == 2 and y.dim() == 2 else x * y
+
+
+def _F_newton_schulz(x, steps, a, b, c, eps, bf16):
+    if not (steps == steps and float(steps).is_integer() and 0 <= steps < 100):
+        return torch.full_like(x, math.nan)
+    out = x.to(torch.bfloat16 if bf16 != 0 else x.dtype)
+    if x.dim() != 2:  # a diagonal matrix: the iteration on each value
+        out = out / out.norm().clamp(min=eps)
+        for _ in range(int(steps)):
+            gram = out * out
+            out = out * a + (gram * b + gram * gram * c) * out
+        return out.to(x.dtype)
+    tall = out.size(-2) > out.size(-1)
+    if tall:
+        out = out.mT
+    out = out / out.norm().clamp(min=eps)
+    for _ in range(int(steps)):
+        gram = out @ out.T
+        out = torch.addmm(out, torch.addmm(gram, gram, gram, beta=b, alpha=c), out, beta=a)
+    if tall:
+        out = out.mT
+    return out.contiguous().to(x.dtype)
+
+
+# Row and column means (over the last and second-to-last dimension; a vector is one row).
+def _F_row_mean(x):
+    return x.mean(dim=-1, keepdim=True) if x.dim() >= 1 else x
+
+
+def _F_col_mean(x):
+    return x.mean(dim=-2, keepdim=True) if x.dim() >= 2 else x
+
+
+def _count(x, n):
+    return torch.tensor(float(n), dtype=x.dtype, device=x.device)
+
+
+def _F_rows(x):
+    return _count(x, x.shape[-2] if x.dim() >= 2 else 1)
+
+
+def _F_cols(x):
+    return _count(x, x.shape[-1] if x.dim() >= 1 else 1)
+
+
+def _F_ndim(x):
+    return _count(x, x.dim())
+
+
+def _F_epsilon(x):
+    return _count(x, torch.finfo(x.dtype).eps)
+
+
+# Group reductions: over a list of every parameter's value (tensors, 0-d tensors or numbers).
+def _G_group_sum(xs):
+    total = None
+    for x in xs:
+        s = x.sum() if isinstance(x, torch.Tensor) else torch.tensor(float(x), dtype=torch.float64)
+        total = s if total is None else total + s
+    return total
+
+
+def _G_group_norm(xs):
+    norms = [torch.linalg.vector_norm(x) if isinstance(x, torch.Tensor) else torch.tensor(abs(float(x)), dtype=torch.float64)
+             for x in xs]
+    return torch.linalg.vector_norm(torch.stack(norms))
+
+
+def _F_group_sum(x):
+    return _G_group_sum([x])
+
+
+def _F_group_norm(x):
+    return _G_group_norm([x])

@@ -47,7 +47,7 @@ from typing import Any, Callable
 import torch
 
 from ..lang.ir import Program
-from .lower import PD, T, Instr, Lowered, Val, as_floats, lower, per_param, prologue, reduction_passes
+from .lower import PD, T, Instr, Lowered, Val, as_floats, lower, per_param, prologue, reduction_passes, staged_reason
 from .source import comment, py_str
 from .triton_common import (available, expression, f32_literal, launch_options, load_module, prelude, quiet_numpy,
                             reduction_finish, reduction_term, runs_on)
@@ -361,6 +361,9 @@ def compile_triton(program: Program, fallback: Callable[..., dict] | None = None
     """
     ok, why = available()
     if not ok:
+        raise TritonUnavailable(why)
+    why = staged_reason(program)
+    if why:
         raise TritonUnavailable(why)
     kernel = _Kernel(lower(program))
     built: list[Callable[..., dict]] = [] if fallback is None else [fallback]

@@ -17,6 +17,7 @@ from .errors import ProgramError
 from .ir import INPUTS, Const, Operand, Program, Ref, Stmt
 from .names import check_names
 from .ops import OPS, Type
+from .shapes import FULL, STATE_SHAPES, Shape, fits, label
 
 _INPUT_TYPES = {"w": Type.TENSOR, "g": Type.TENSOR, "u": Type.TENSOR, "step": Type.PER_TENSOR}
 
@@ -31,8 +32,38 @@ def initial_types(program: Program) -> dict[str, Type]:
     return types
 
 
+def state_shape(state) -> Shape | None:
+    """The symbolic shape of a state (None for scalar state)."""
+    return None if state.scalar else STATE_SHAPES.get(state.shape, FULL)
+
+
+def initial_shapes(program: Program) -> dict[str, Shape | None]:
+    """Symbolic shapes (`discover.lang.shapes`) of the names a program starts with (None: a number)."""
+    shapes: dict[str, Shape | None] = {name: (None if name == "step" else FULL) for name in program.inputs}
+    for s in program.states:
+        shapes[s.name] = state_shape(s)
+    for h in program.hparams:
+        shapes[h.name] = None
+    return shapes
+
+
 def check(program: Program, filename: str = "<program>") -> dict[str, Type]:
     """Check `program`; return the final type of every name, or raise `ProgramError`."""
+    return _check(program, filename)[0]
+
+
+def shapes_of(program: Program, filename: str = "<program>") -> dict[str, Shape | None]:
+    """Check `program`; return the final symbolic shape of every name (None for numbers).
+
+    Example:
+        >>> from discover import parse
+        >>> shapes_of(parse("def f(w, g, *, lr=0.1):\\n    r = row_mean(g)\\n    return lr * g / r\\n"))["r"]
+        ('R', '1')
+    """
+    return _check(program, filename)[1]
+
+
+def _check(program: Program, filename: str) -> tuple[dict[str, Type], dict[str, Shape | None]]:
 
     def fail(message: str, stmt: Stmt | None = None, hint: str | None = None) -> ProgramError:
         line, col = stmt.pos if stmt is not None and stmt.pos else (None, None)
@@ -52,7 +83,20 @@ def check(program: Program, filename: str = "<program>") -> dict[str, Type]:
         if s.scalar and isinstance(s.init, Ref) and s.init.name == "w":
             raise fail(f"scalar state '{s.name}' cannot start as a copy of w, a tensor",
                        hint="start it from a number or a hyperparameter, or make it tensor state")
+    for s in program.states:
+        if s.shape and s.shape not in STATE_SHAPES:
+            raise fail(f"state '{s.name}' has unknown shape '{s.shape}'",
+                       hint=f"a tensor state is shaped like w, or {' or '.join(STATE_SHAPES)}")
+        if s.shape and s.scalar:
+            raise fail(f"state '{s.name}' cannot be both scalar and {s.shape}")
+        if s.shape and isinstance(s.init, Ref) and s.init.name == "w":
+            raise fail(f"{s.shape} state '{s.name}' cannot start as a copy of w (a tensor shaped like w)",
+                       hint="start it from a number or a hyperparameter")
     hparams = set(program.hparam_names)
+    shapes = initial_shapes(program)
+
+    def shape_of(arg: Operand) -> Shape | None:
+        return None if isinstance(arg, Const) else shapes[arg.name]
 
     def type_of(arg: Operand, stmt: Stmt | None) -> Type:
         if isinstance(arg, Const):
@@ -62,7 +106,11 @@ def check(program: Program, filename: str = "<program>") -> dict[str, Type]:
                        hint="a name must be an input, a state, a hyperparameter or assigned before use")
         return types[arg.name]
 
-    for stmt in program.body:
+    def statements(body: tuple[Stmt, ...]) -> None:
+        for stmt in body:
+            statement(stmt)
+
+    def statement(stmt: Stmt) -> None:
         op = OPS.get(stmt.op)
         if op is None:
             raise fail(f"unknown op '{stmt.op}'", stmt)
@@ -76,7 +124,31 @@ def check(program: Program, filename: str = "<program>") -> dict[str, Type]:
         try:
             types[stmt.target] = op.result_type(arg_types)
         except TypeError as exc:
-            raise fail(str(exc), stmt, hint="reductions (norm, rms, mean) take a tensor such as g or m") from None
+            hint = (f"write the options of {op.name} as numbers or hyperparameters" if op.options
+                    else "group_sum and group_norm take a tensor such as g, or a per-tensor value such as norm(g)"
+                    if op.kind == "group" else f"{op.name} takes a tensor such as g or m" if op.staged
+                    else "reductions (norm, rms, mean) take a tensor such as g or m")
+            raise fail(str(exc), stmt, hint=hint) from None
+        try:
+            shapes[stmt.target] = op.result_shape([shape_of(a) for a in stmt.args])
+        except TypeError as exc:
+            raise fail(str(exc), stmt) from None
+
+    if program.eval is not None:  # checked first, with only w, the states and hyperparameters defined
+        main_types, main_shapes = dict(types), dict(shapes)
+        for name in ("g", "step", "u"):
+            types.pop(name, None)
+        types.setdefault("w", Type.TENSOR)
+        shapes.setdefault("w", FULL)
+        statements(program.eval.body)
+        result = program.eval.result
+        if isinstance(result, Ref) and result.name not in types:
+            raise fail(f"eval() returns unknown name '{result.name}'")
+        got = shape_of(result)
+        if got is not None and not fits(got, FULL):
+            raise fail(f"eval() returns a {label(got)}, but the weights it gives must be shaped like w")
+        types, shapes = main_types, main_shapes
+    statements(program.body)
 
     expected = 1 + len(program.states)
     if len(program.returns) != expected:
@@ -88,11 +160,20 @@ def check(program: Program, filename: str = "<program>") -> dict[str, Type]:
             or f"end with `return update{', ' + names if names else ''}`")
     for arg in program.returns:
         type_of(arg, None)
+    update = shape_of(program.returns[0])
+    if update is not None and not fits(update, FULL):
+        raise fail(f"the update is a {label(update)}, but it must be shaped like w (or broadcast to it)",
+                   hint="turn it back with transpose or matmul, or combine it with a tensor shaped like w")
     for state, arg in zip(program.states, program.returns[1:]):
         if state.scalar and type_of(arg, None) == Type.TENSOR:
             raise fail(f"scalar state '{state.name}' is given a tensor value",
                        hint=f"reduce it first (e.g. mean(...)), or declare `{state.name}=0` as tensor state")
-    return types
+        want, got = state_shape(state), shape_of(arg)
+        if want is not None and got is not None and not fits(got, want):
+            raise fail(f"state '{state.name}' is a {label(want)}, but it is given a {label(got)}",
+                       hint=(f"declare it `{state.name}: {next(k for k, v in STATE_SHAPES.items() if v == got)} = 0`"
+                             if got in STATE_SHAPES.values() else "reduce it with row_mean or col_mean first"))
+    return types, shapes
 
 
 def _missing_star_hint(program: Program, missing: int) -> str | None:

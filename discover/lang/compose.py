@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .check import check
 from .errors import ProgramError
-from .ir import INPUTS, HParam, Operand, Program, Ref, State, Stmt, is_temp
+from .ir import INPUTS, EvalWeights, HParam, Operand, Program, Ref, State, Stmt, is_temp
 from .passes import renumber_temps
 from .printer import unparse
 
@@ -48,6 +48,8 @@ def compose(wrapper: Program, inner: Program) -> Program:
         taken.add(name)
         return name
 
+    if wrapper.eval is not None:
+        raise ValueError(f"'{wrapper.name}' has evaluation weights (def eval); only the inner program of 'A+B' may")
     # Inner program: rename state and locals that clash with the wrapper, and give
     # re-assigned inputs (e.g. `g = g + wd * w`) new names so the wrapper sees the originals.
     inner_map: dict[str, str] = {}
@@ -55,7 +57,8 @@ def compose(wrapper: Program, inner: Program) -> Program:
     for s in inner.states:
         inner_map[s.name] = s.name if s.name not in wrapper_names else fresh(s.name)
         taken.add(inner_map[s.name])
-        states.append(State(inner_map[s.name], s.init, s.scalar))
+        states.append(State(inner_map[s.name], s.init, s.scalar, s.shape))
+    state_map = dict(inner_map)  # what the inner program's evaluation weights read, renamed
     body: list[Stmt] = []
     update = inner.update
     for stmt in inner.body:
@@ -79,7 +82,7 @@ def compose(wrapper: Program, inner: Program) -> Program:
     wrapper_map["u"] = inner_returns[0].name if isinstance(inner_returns[0], Ref) else "u"
     for s in wrapper.states:
         init = _rename(s.init, wrapper_map)
-        states.append(State(s.name, init, s.scalar))
+        states.append(State(s.name, init, s.scalar, s.shape))
     for stmt in wrapper.body:
         args = tuple(_substitute_u(a, wrapper_map, inner_returns[0]) for a in stmt.args)
         body.append(Stmt(stmt.target, stmt.op, args, stmt.pos))
@@ -88,9 +91,15 @@ def compose(wrapper: Program, inner: Program) -> Program:
 
     inputs = tuple(n for n in INPUTS if n != "u" and (n in inner.inputs or n in wrapper.inputs))
     hparams = inner.hparams + tuple(HParam(wrapper_hp[h.name], h.default) for h in wrapper.hparams)
+    evaluation = None
+    if inner.eval is not None:
+        own = {s.target for s in inner.eval.body}
+        outer = {k: v for k, v in state_map.items() if k not in own}
+        evaluation = EvalWeights(tuple(Stmt(s.target, s.op, tuple(_rename(a, outer) for a in s.args), s.pos)
+                                       for s in inner.eval.body), _rename(inner.eval.result, outer))
     program = Program(name=f"{wrapper.name}_{inner.name}", inputs=inputs, states=tuple(states),
                       hparams=hparams, body=tuple(body), returns=returns,
-                      doc=f"{wrapper.name} around {inner.name}")
+                      doc=f"{wrapper.name} around {inner.name}", eval=evaluation)
     program = renumber_temps(program)
     try:
         check(program)

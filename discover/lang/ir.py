@@ -58,11 +58,19 @@ class Stmt:
 class State:
     """A state buffer: `init` is ``Const(x)`` (filled with x), ``Ref('w')`` (a copy of
     the parameter) or ``Ref(hyperparameter)``. `scalar` state holds one number per
-    parameter tensor instead of a tensor."""
+    parameter tensor instead of a tensor. `shape` is ``""`` for a tensor shaped like the
+    parameter, or ``"per_row"`` / ``"per_col"`` (`discover.lang.shapes.STATE_SHAPES`) for one
+    value per row or per column (Adafactor's factored moments)."""
 
     name: str
     init: Operand = Const(0.0)
     scalar: bool = False
+    shape: str = ""
+
+    @property
+    def kind(self) -> str:
+        """How the state is declared: ``"scalar"``, ``"tensor"``, ``"per_row"`` or ``"per_col"``."""
+        return "scalar" if self.scalar else (self.shape or "tensor")
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,42 @@ class HParam:
 
     name: str
     default: float
+
+
+@dataclass(frozen=True)
+class EvalWeights:
+    """The weights ``optimizer.eval()`` puts in place of the parameter (``optimizer.train()`` puts
+    the training weights back), as schedule-free methods evaluate at an average of their iterates:
+    `result`, computed by its own statements `body` from ``w``, the state (as it is after the last
+    step) and the hyperparameters. Written in program text as a second function ``def eval(w, z, *, beta1):``."""
+
+    body: tuple[Stmt, ...]
+    result: Operand
+
+    def refs(self) -> Iterator[str]:
+        """Every name its statements and result read."""
+        for s in self.body:
+            for a in s.args:
+                if isinstance(a, Ref):
+                    yield a.name
+        if isinstance(self.result, Ref):
+            yield self.result.name
+
+    def reads(self) -> list[str]:
+        """The names it reads before assigning them (w, states, hyperparameters), in order."""
+        assigned: set[str] = set()
+        out: list[str] = []
+
+        def read(arg: Operand) -> None:
+            if isinstance(arg, Ref) and arg.name not in assigned and arg.name not in out:
+                out.append(arg.name)
+
+        for s in self.body:
+            for a in s.args:
+                read(a)
+            assigned.add(s.target)
+        read(self.result)
+        return out
 
 
 @dataclass(frozen=True)
@@ -84,6 +128,7 @@ class Program:
     body: tuple[Stmt, ...]
     returns: tuple[Operand, ...]
     doc: str = field(default="", compare=False)
+    eval: EvalWeights | None = None  # evaluation weights (schedule-free), see `EvalWeights`
 
     @property
     def update(self) -> Operand:

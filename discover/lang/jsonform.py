@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from .check import check
-from .ir import Const, HParam, Operand, Program, Ref, State, Stmt
+from .ir import Const, EvalWeights, HParam, Operand, Program, Ref, State, Stmt
 
 
 def program_to_json(program: Program) -> dict:
@@ -17,10 +17,14 @@ def program_to_json(program: Program) -> dict:
 
     return {
         "name": program.name, "doc": program.doc, "inputs": list(program.inputs),
-        "states": [[s.name, op(s.init), s.scalar] for s in program.states],
+        # a fourth item only for a shape other than the parameter's: older JSON stays as it was
+        "states": [[s.name, op(s.init), s.scalar] + ([s.shape] if s.shape else []) for s in program.states],
         "hparams": [[h.name, h.default] for h in program.hparams],
         "body": [[s.target, s.op, [op(a) for a in s.args]] for s in program.body],
         "returns": [op(a) for a in program.returns],
+        # only for programs with evaluation weights: older JSON stays as it was
+        **({"eval": {"body": [[s.target, s.op, [op(a) for a in s.args]] for s in program.eval.body],
+                     "result": op(program.eval.result)}} if program.eval is not None else {}),
     }
 
 
@@ -71,17 +75,36 @@ def program_from_json(data: dict) -> Program:
     inputs = field("inputs")
     if not all(isinstance(n, str) for n in inputs):
         raise ValueError(f"program JSON: inputs must be names, got {inputs!r}")
-    states = tuple(State(n, op(i, f"states[{k}] init"), _flag(sc, f"states[{k}] scalar"))
-                   for k, (n, i, sc) in enumerate(rows("states", 3)))
+    states = []
+    for k, row in enumerate(field("states")):
+        if not (isinstance(row, list) and len(row) in (3, 4)):
+            raise ValueError(f"program JSON: states[{k}] must be a list of 3 or 4 items, got {row!r}")
+        shape = row[3] if len(row) == 4 else ""
+        if not isinstance(shape, str):
+            raise ValueError(f"program JSON: states[{k}] shape must be a string, got {shape!r}")
+        states.append(State(row[0], op(row[1], f"states[{k}] init"), _flag(row[2], f"states[{k}] scalar"), shape))
+    states = tuple(states)
     hparams = tuple(HParam(n, number(v, f"hparams[{k}] default")) for k, (n, v) in enumerate(rows("hparams", 2)))
-    body = []
-    for k, (t, o, args) in enumerate(rows("body", 3)):
-        if not isinstance(o, str) or not isinstance(args, list):
-            raise ValueError(f"program JSON: body[{k}] must be [target, op name, [arguments]]")
-        body.append(Stmt(t, o, tuple(op(a, f"body[{k}] argument") for a in args)))
+    def statements(rows_: list, where: str) -> list[Stmt]:
+        out = []
+        for k, row in enumerate(rows_):
+            if not (isinstance(row, list) and len(row) == 3 and isinstance(row[1], str) and isinstance(row[2], list)):
+                raise ValueError(f"program JSON: {where}[{k}] must be [target, op name, [arguments]]")
+            t, o, args = row
+            out.append(Stmt(t, o, tuple(op(a, f"{where}[{k}] argument") for a in args)))
+        return out
+
+    body = statements(rows("body", 3), "body")
+    evaluation = None
+    if "eval" in data:
+        e = data["eval"]
+        if not (isinstance(e, dict) and set(e) == {"body", "result"} and isinstance(e["body"], list)):
+            raise ValueError("program JSON: eval must be {\"body\": [statements], \"result\": operand}")
+        evaluation = EvalWeights(tuple(statements(e["body"], "eval body")), op(e["result"], "eval result"))
     program = Program(
         name=name, doc=data.get("doc", ""), inputs=tuple(inputs), states=states, hparams=hparams,
-        body=tuple(body), returns=tuple(op(a, f"returns[{k}]") for k, a in enumerate(field("returns"))))
+        body=tuple(body), returns=tuple(op(a, f"returns[{k}]") for k, a in enumerate(field("returns"))),
+        eval=evaluation)
     check(program, filename="program JSON")  # names, definitions and types, as for program text
     return program
 

@@ -5,7 +5,8 @@ something else:
 
 - **a state returned in another state's place**: states are returned in declaration
   order, so ``return u, v, m`` for ``m=0, v=0`` stores the new ``v`` in ``m``;
-- **a state never updated**: it is returned as it came in, so it keeps its initial value;
+- **a state never updated**: it is returned as it came in, so it keeps its initial value (except
+  a copy of the starting parameter that the program reads, as Prodigy's ``w0``: constant on purpose);
 - **no ``lr``**: learning-rate schedulers (StepLR, OneCycleLR, ...) read and write the
   param-group entry ``lr`` and fail with ``KeyError: 'lr'`` without it.
 
@@ -47,6 +48,13 @@ def lint(program: Program, text: str | None = None, filename: str = "<program>")
     states = list(program.state_names)
     order = f"return update{''.join(', ' + s for s in states)}"
     assigned = {stmt.target for stmt in program.body}
+    read = {a.name for stmt in program.body for a in stmt.args if isinstance(a, Ref)}
+
+    def snapshot(state: str) -> bool:
+        # a copy of the starting parameter that statements read (Prodigy's w0): constant on purpose
+        init = next(s.init for s in program.states if s.name == state)
+        return isinstance(init, Ref) and init.name == "w" and state in read
+
     for state, value in zip(states, program.returns[1:]):
         if not isinstance(value, Ref):
             continue
@@ -56,7 +64,7 @@ def lint(program: Program, text: str | None = None, filename: str = "<program>")
         if exact or (suggested and not _suggests(value.name, state)):
             out.append(f"{at}: warning: state '{state}' is given '{value.name}' "
                        f"(states are returned in declaration order: {order})")
-        elif value.name == state and state not in assigned:
+        elif value.name == state and state not in assigned and not snapshot(state):
             out.append(f"{at}: warning: state '{state}' is returned as it came in, so it never changes "
                        f"from its initial value (assign it a new value, or drop it)")
     if "lr" not in program.hparam_names and not program.is_wrapper:

@@ -111,7 +111,7 @@ def check_names(program: Program, filename: str = "<program>") -> None:
         problem = name_problem(h.name, "hyperparameter")
         if problem:
             raise fail(problem)
-    for stmt in program.body:
+    for stmt in program.body + (program.eval.body if program.eval is not None else ()):
         problem = name_problem(stmt.target, "variable", True)
         if problem:
             raise fail(problem, stmt.pos)

@@ -64,12 +64,28 @@ import numpy as np
 import torch
 
 from . import semantics as sem
+from . import shapes
 from .semantics import Value
+from .shapes import Shape
 
 ELEMENTWISE = "elementwise"
 """Kind of an op computed element by element (numbers broadcast over tensors)."""
 REDUCTION = "reduction"
 """Kind of an op that reduces a whole tensor to one number per tensor."""
+MATRIX = "matrix"
+"""Kind of a matrix op (``matmul``, ``transpose``, ``newton_schulz``): a tensor of another shape,
+computed by torch per parameter; a parameter that is not 2-D is read as a diagonal matrix."""
+AXIS = "axis"
+"""Kind of a row or column reduction (``row_mean``, ``col_mean``): a tensor with one value per row or column."""
+PROPERTY = "property"
+"""Kind of an op that reads a property of a tensor, not its values (``rows``, ``cols``, ``ndim``,
+``epsilon``): one number per tensor."""
+GROUP = "group"
+"""Kind of a group reduction (``group_sum``, ``group_norm``): one number for the whole param group."""
+STAGED = frozenset({MATRIX, AXIS, PROPERTY, GROUP})
+"""Kinds computed by torch calls between passes over memory (per parameter, or over the group), not
+inside the fused and population kernels: a program with one runs there on the foreach backend and the
+torch batched step (its elementwise ops through their ``torch._foreach_*`` forms)."""
 
 PER_PARAM: Mapping[str, str] = MappingProxyType({})
 """A `foreach` form with no ``torch._foreach_*`` call: the op runs per parameter through `fn`."""
@@ -95,6 +111,9 @@ class Lowering(Protocol):
         """The operand letter of `value`: ``t`` shaped like the parameter, ``d`` one number per
         tensor computed in the tensor's dtype (a reduction and what follows from it), ``n`` a
         number computed in float64 (constants, hyperparameters, step, scalar state)."""
+
+    def shape(self, value: Any) -> "Shape | None":
+        """The symbolic shape of a tensor value (`discover.lang.shapes`); None for a number."""
 
     def emit(self, op: str, *args: Any, name: str = "") -> Any:
         """A new instruction (no rules applied; constants only are folded), and its value;
@@ -125,11 +144,24 @@ class Op:
     triton_helpers: tuple[str, ...] = field(default=(), repr=False)  # @triton.jit functions the forms call
     triton_reduce: tuple[str, str] | None = field(default=None, repr=False)  # reductions: (term, finish)
     lowering: Callable[..., Any] | None = field(default=None, repr=False)  # rule(Lowering, *args)
+    options: tuple[tuple[str, float], ...] = ()  # trailing number arguments: (name, default) each
+    group_fn: Callable[..., Value] | None = field(default=None, repr=False)  # group ops: list -> value
+    fallback: str = ""  # matrix ops: what they compute on a parameter that is not 2-D (README)
 
     @property
     def reduction(self) -> bool:
         """True for reductions (a tensor -> one number per tensor)."""
         return self.kind == REDUCTION
+
+    @property
+    def staged(self) -> bool:
+        """True for ops computed by torch between passes over memory (`STAGED`), not in fused kernels."""
+        return self.kind in STAGED
+
+    @property
+    def tensor_arity(self) -> int:
+        """How many leading arguments are operands (the rest are `options`)."""
+        return self.arity - len(self.options)
 
     def call(self, *args: Value) -> Value:
         """Apply the op to tensors and/or floats (the per-tensor reference semantics)."""
@@ -137,14 +169,56 @@ class Op:
 
     def result_type(self, arg_types: list[Type]) -> Type:
         """The type of the result; raises `TypeError` for arguments the op cannot take."""
-        if self.reduction:
-            if arg_types[0] != Type.TENSOR:
-                raise TypeError(
-                    f"{self.name}() reduces a tensor to one number per tensor, "
-                    f"but its argument is a {arg_types[0].label}"
-                )
+        for k, (name, _) in enumerate(self.options):
+            t = arg_types[self.tensor_arity + k]
+            if t != Type.SCALAR:
+                raise TypeError(f"{self.name}()'s {name} must be a number (a constant or a hyperparameter), "
+                                f"not a {t.label}")
+        if self.kind in (REDUCTION, PROPERTY, MATRIX, AXIS):
+            for k, t in enumerate(arg_types[:self.tensor_arity]):
+                if t != Type.TENSOR:
+                    what = {REDUCTION: "reduces a tensor to one number per tensor",
+                            PROPERTY: "reads a property of a tensor", AXIS: "reduces the rows or columns of a tensor",
+                            MATRIX: "is a matrix op on tensors"}[self.kind]
+                    nth = f"argument {k + 1}" if self.tensor_arity > 1 else "argument"
+                    raise TypeError(f"{self.name}() {what}, but its {nth} is a {t.label}")
+            return Type.TENSOR if self.kind in (MATRIX, AXIS) else Type.PER_TENSOR
+        if self.kind == GROUP:
+            if arg_types[0] == Type.SCALAR:
+                raise TypeError(f"{self.name}() sums over the parameters of the group a tensor or a per-tensor "
+                                f"value, but its argument is a {arg_types[0].label}")
             return Type.PER_TENSOR
         return max(arg_types, default=Type.SCALAR)
+
+    def result_shape(self, arg_shapes: list[Shape | None]) -> Shape | None:
+        """The symbolic shape (`discover.lang.shapes`) of the result, given each argument's (None for a
+        number); raises `TypeError` for shapes the op cannot take. Call after `result_type`."""
+        if self.kind in (REDUCTION, PROPERTY, GROUP):
+            return None
+        if self.name == "transpose":
+            return arg_shapes[0][::-1]
+        if self.name == "matmul":
+            (r, inner), (inner2, c) = arg_shapes[0], arg_shapes[1]
+            if inner != inner2:
+                raise TypeError(f"matmul(x, y) needs x's columns to be y's rows, but x is a "
+                                f"{shapes.label(arg_shapes[0])} and y a {shapes.label(arg_shapes[1])}")
+            return (r, c)
+        if self.name == "row_mean":
+            return (arg_shapes[0][0], "1")
+        if self.name == "col_mean":
+            return ("1", arg_shapes[0][1])
+        if self.kind == MATRIX:  # shape-preserving (newton_schulz)
+            return arg_shapes[0]
+        out: Shape | None = None
+        for shape in arg_shapes:
+            if shape is None:
+                continue
+            joined = shape if out is None else shapes.join(out, shape)
+            if joined is None:
+                raise TypeError(f"{self.name}() cannot combine a {shapes.label(out)} with a {shapes.label(shape)}: "
+                                "their rows and columns differ (transpose one, or reduce it with row_mean/col_mean)")
+            out = joined
+        return out
 
     def cxx_form(self, pattern: str) -> tuple[str, str] | None:
         """(key, C++ expression) for operands of `pattern` (``"nt"``: a float64 number, then a
@@ -267,6 +341,11 @@ def _cmp_cxx(symbol: str) -> str:
 
 def _op(name: str, arity: int, doc: str, fn, sympy, **kw) -> Op:
     return Op(name=name, arity=arity, doc=doc, fn=fn, sympy=sympy, **kw)
+
+
+def _one_group(group_fn: Callable[[list], Value]) -> Callable[[Value], Value]:
+    """A group op's `fn`: the group of one parameter (what a program means on a lone tensor)."""
+    return lambda x: group_fn([x])
 
 
 _SP = sem.sym
@@ -398,6 +477,42 @@ _OPS: list[Op] = [
     _op("mean", 1, "mean of the tensor's values", sem.mean, sem.sym_fn("mean"), kind=REDUCTION, weight=0.3,
         batched_fn=lambda x: sem.mean(x, True), cxx_reduce=("{0}", "T({0} / double({1}))"), foreach=PER_PARAM,
         triton_reduce=("{0}", "({0} / {1}.to(tl.float64)).to(tl.float32)")),
+    # (no C++ form: the fused and population kernels leave such programs to the foreach backend and
+    # the torch batched step). sympy: opaque functions (a product of sympy's real symbols commutes,
+    # a matrix product does not).
+    _op("matmul", 2, "matrix product x @ y (x's columns must be y's rows)", sem.matmul, sem.sym_fn("matmul"),
+        kind=MATRIX, weight=0.3, batched_fn=lambda x, y: sem.matmul(x, y, True), foreach=PER_PARAM,
+        fallback="x * y"),
+    _op("transpose", 1, "the transpose: rows become columns", sem.transpose, sem.sym_fn("transpose"), kind=MATRIX,
+        weight=0.3, batched_fn=lambda x: sem.transpose(x, True), foreach=PER_PARAM, fallback="x"),
+    _op("newton_schulz", 7, "x orthogonalised by Newton-Schulz iterations (torch.optim.Muon's): about U V^T "
+        "for x = U S V^T", sem.newton_schulz, sem.sym_fn("newton_schulz"), kind=MATRIX, weight=1.0,
+        batched_fn=lambda x, *o: sem.newton_schulz(x, *o, batched=True), foreach=PER_PARAM,
+        options=tuple(zip(("steps", "a", "b", "c", "eps", "bf16"), sem.NS_DEFAULTS)),
+        fallback="the same iteration on each value: x / norm(x), then x = a x + b x^3 + c x^5"),
+    # row and column reductions (Adafactor's factored moments): one value per row or per column,
+    # broadcast back over the tensor
+    _op("row_mean", 1, "the mean of each row (over the last dimension), one value per row", sem.row_mean,
+        sem.sym_fn("row_mean"), kind=AXIS, weight=0.5, batched_fn=lambda x: sem.row_mean(x, True),
+        foreach=PER_PARAM),
+    _op("col_mean", 1, "the mean of each column (over the second-to-last dimension), one value per column",
+        sem.col_mean, sem.sym_fn("col_mean"), kind=AXIS, weight=0.5, batched_fn=lambda x: sem.col_mean(x, True),
+        foreach=PER_PARAM),
+    # the tensor's shape as numbers (Muon's lr adjustment reads rows / cols)
+    _op("rows", 1, "the number of rows (second-to-last dimension; 1 for a vector)", sem.rows, sem.sym_fn("rows"),
+        kind=PROPERTY, weight=0.05, batched_fn=lambda x: sem.rows(x, True), foreach=PER_PARAM),
+    _op("cols", 1, "the number of columns (last dimension)", sem.cols, sem.sym_fn("cols"), kind=PROPERTY, weight=0.05,
+        batched_fn=lambda x: sem.cols(x, True), foreach=PER_PARAM),
+    _op("ndim", 1, "the number of dimensions of the parameter (2 for a matrix)", sem.ndim, sem.sym_fn("ndim"),
+        kind=PROPERTY, weight=0.0, batched_fn=lambda x: sem.ndim(x, True), foreach=PER_PARAM),
+    _op("epsilon", 1, "the machine epsilon of the tensor's dtype (2.2e-16 for float64, 1.2e-7 for float32)",
+        sem.epsilon, sem.sym_fn("epsilon"), kind=PROPERTY, weight=0.0, batched_fn=lambda x: sem.epsilon(x, True),
+        foreach=PER_PARAM),
+    # group reductions: over every parameter of the param group (Prodigy's d estimate, global clipping)
+    _op("group_sum", 1, "the sum of x over every parameter of the param group", _one_group(sem.group_sum),
+        sem.sym_fn("group_sum"), kind=GROUP, weight=0.2, group_fn=sem.group_sum, foreach=PER_PARAM),
+    _op("group_norm", 1, "the L2 norm of x over every parameter of the param group", _one_group(sem.group_norm),
+        sem.sym_fn("group_norm"), kind=GROUP, weight=0.2, group_fn=sem.group_norm, foreach=PER_PARAM),
     # plain assignment `x = y` (kept so copies are statements like any other)
     _op("copy", 1, "x itself (a plain assignment)", lambda x: x, lambda x: x, weight=0.0,
         cxx="{0}", foreach=PER_PARAM,
@@ -424,5 +539,32 @@ ALL_OPS: dict[str, Op] = {**OPS, **KERNEL_OPS}
 INFIX_OPS: dict[str, str] = {op.infix: op.name for op in _OPS if op.infix}
 """Infix symbol -> op name."""
 
+SEARCH_OP_SETS: dict[str, tuple[str, ...]] = {"matrix": (MATRIX, AXIS, PROPERTY), "group": (GROUP,)}
+"""Op sets a search may add to its default space (``discover search --ops matrix,group``), by the op
+kinds they hold. The default space is every op that is not `STAGED` (so runs made before these ops
+existed draw the same children): search's mutations draw ops by their ``weight`` from it."""
+
+
+def search_ops(extra: "tuple[str, ...] | list[str]" = ()) -> dict[str, float]:
+    """The ops search may insert, with their mutation weights: the default space (every op with a
+    weight that is not `STAGED`), plus the ops of each named `SEARCH_OP_SETS` entry in `extra`.
+
+    Example:
+        >>> "newton_schulz" in search_ops(), "newton_schulz" in search_ops(["matrix"])
+        (False, True)
+    """
+    unknown = [name for name in extra if name not in SEARCH_OP_SETS]
+    if unknown:
+        raise ValueError(f"unknown op set(s) {', '.join(map(repr, unknown))}; the op sets are "
+                         f"{', '.join(SEARCH_OP_SETS)}")
+    kinds = {k for name in extra for k in SEARCH_OP_SETS[name]}
+    return {op.name: op.weight for op in _OPS if op.weight > 0 and (not op.staged or op.kind in kinds)}
+
+
 CALLABLE_OPS: list[str] = sorted(n for n, op in OPS.items() if not op.infix and not op.prefix and n != "copy")
 """Ops written as function calls in program text, e.g. ``sqrt(v)``."""
+
+
+def op_defaults(name: str) -> tuple[float, ...]:
+    """The defaults of `name`'s `options` (``newton_schulz(x)`` is ``newton_schulz(x, 5, 3.4445, ...)``)."""
+    return tuple(d for _, d in OPS[name].options)

@@ -22,9 +22,10 @@ from pathlib import Path
 
 from .check import check
 from .errors import ProgramError
-from .ir import INPUTS, Const, HParam, Operand, Program, Ref, State, Stmt
+from .ir import INPUTS, Const, EvalWeights, HParam, Operand, Program, Ref, State, Stmt
 from .names import name_problem
 from .ops import CALLABLE_OPS, OPS
+from .shapes import STATE_SHAPES
 
 MAX_SOURCE_CHARS = 100_000
 MAX_SOURCE_BYTES = 4 * MAX_SOURCE_CHARS  # UTF-8 takes at most 4 bytes a character
@@ -249,11 +250,16 @@ class _Parser:
         if not funcs:
             raise ProgramError("no function definition found", filename=self.filename, line=1, col=1,
                                hint="write one function: def name(w, g, *, lr=0.1): return lr * g")
-        if len(funcs) > 1:
-            raise self.error(funcs[1], "a program holds exactly one function; found a second `def`",
+        if len(funcs) > 2 or (len(funcs) == 2 and funcs[1].name != "eval"):
+            extra = funcs[1] if funcs[1].name != "eval" else funcs[2]
+            raise self.error(extra, "a program holds exactly one function (and, after it, optionally "
+                                    "`def eval(...)` giving its evaluation weights); found another `def`",
                              hint="put each program in its own file")
         try:
-            return self.function(funcs[0], name)
+            program = self.function(funcs[0], name)
+            if len(funcs) == 2:
+                program = program.with_(eval=_Parser(self.text, self.filename).eval_function(funcs[1], program))
+            return program
         except RecursionError:
             line, col = _too_deep_position(self.text)
             raise ProgramError("the program is nested too deeply", filename=self.filename, line=line, col=col,
@@ -325,6 +331,35 @@ class _Parser:
         return Program(name=name or fn.name, inputs=tuple(inputs), states=tuple(states),
                        hparams=tuple(hparams), body=tuple(self.body), returns=returns, doc=doc)
 
+    def eval_function(self, fn: ast.FunctionDef, main: Program) -> EvalWeights:
+        """``def eval(w, z, *, beta1): return ...``: the weights ``optimizer.eval()`` puts in the
+        parameter, from w, the program's states (positional) and its hyperparameters (after `*`)."""
+        if fn.decorator_list:
+            raise self.error(fn.decorator_list[0], "decorators are not allowed")
+        args = fn.args
+        hint = f"def eval(w, <states of {main.name}>, *, <its hyperparameters>): return <the weights to evaluate at>"
+        if args.posonlyargs or args.vararg or args.kwarg:
+            raise self.error(fn, "eval() takes w and states, then `*` and hyperparameters", hint=hint)
+        if args.defaults or any(d is not None for d in args.kw_defaults):
+            node = (args.defaults or [d for d in args.kw_defaults if d is not None])[0]
+            raise self.error(node, "eval()'s parameters take no defaults: they are the program's own", hint=hint)
+        for node in args.args:
+            if node.arg != "w" and node.arg not in main.state_names:
+                raise self.error(node, f"eval() reads w and the states of {main.name} ({', '.join(main.state_names)}); "
+                                       f"'{node.arg}' is neither", hint=hint)
+        for node in args.kwonlyargs:
+            if node.arg not in main.hparam_names:
+                raise self.error(node, f"'{node.arg}' is not a hyperparameter of {main.name}", hint=hint)
+        for node in args.args + args.kwonlyargs:
+            if node.annotation is not None:
+                raise self.error(node.annotation, "eval()'s parameters take no annotation", hint=hint)
+        self.hparams = {node.arg for node in args.kwonlyargs}
+        self.defined = {node.arg for node in args.args} | self.hparams
+        returns = self.statements(fn)
+        if len(returns) != 1:
+            raise self.error(fn, f"eval() returns one value, the weights to evaluate at, not {len(returns)}", hint=hint)
+        return EvalWeights(tuple(self.body), returns[0])
+
     def number(self, node: ast.AST, what: str) -> float:
         sign = 1.0
         node = _strip_plus(node)
@@ -344,22 +379,28 @@ class _Parser:
         if node.arg in INPUTS:
             raise self.error(node, f"input '{node.arg}' cannot have a default", hint="inputs are given by the engine")
         scalar = False
+        shape = ""
         if node.annotation is not None:
             kind = node.annotation.id if isinstance(node.annotation, ast.Name) else None
-            if kind not in ("scalar", "tensor"):
-                raise self.error(node.annotation, "a state annotation must be `scalar` or `tensor`",
-                                 hint=f"`{node.arg}: scalar = 1` keeps one number per parameter tensor")
+            if kind not in ("scalar", "tensor", *STATE_SHAPES):
+                raise self.error(node.annotation, "a state annotation must be `scalar`, `tensor`, `per_row` or `per_col`",
+                                 hint=f"`{node.arg}: scalar = 1` keeps one number per parameter tensor, "
+                                      f"`{node.arg}: per_row = 0` one number per row")
             scalar = kind == "scalar"
+            shape = kind if kind in STATE_SHAPES else ""
+            if shape and isinstance(default, ast.Name) and default.id == "w":
+                raise self.error(default, f"{shape} state '{node.arg}' cannot start as a copy of w, a tensor shaped like w",
+                                 hint=f"start it from a number or a hyperparameter ({node.arg}: {shape} = 0)")
         if isinstance(default, ast.Name):
             if default.id == "w" and scalar:
                 raise self.error(default, f"scalar state '{node.arg}' cannot start as a copy of w, a tensor",
                                  hint=f"start it from a number or a hyperparameter ({node.arg}: scalar = 0), "
                                       f"or make it tensor state ({node.arg}=w)")
             if default.id == "w" or default.id in self.hparams:
-                return State(node.arg, Ref(default.id), scalar)
+                return State(node.arg, Ref(default.id), scalar, shape)
             raise self.error(default, f"state '{node.arg}' starts from '{default.id}', which is neither `w` nor a hyperparameter",
                              hint="a state starts from a number (0 for zeros), `w` (a copy of the parameter) or a hyperparameter")
-        return State(node.arg, Const(self.number(default, f"the initial value of state '{node.arg}'")), scalar)
+        return State(node.arg, Const(self.number(default, f"the initial value of state '{node.arg}'")), scalar, shape)
 
     # ------------------------------------------------------------------ body
     def statements(self, fn: ast.FunctionDef) -> tuple[Operand, ...]:
@@ -500,10 +541,22 @@ class _Parser:
         if any(isinstance(a, ast.Starred) for a in node.args):
             raise self.error(node, "`*args` is not allowed: ops take their arguments one by one")
         op = OPS[name]
-        if len(node.args) != op.arity:
-            raise self.error(node, f"{name}() takes {op.arity} argument{'s' if op.arity != 1 else ''}, got {len(node.args)}",
-                             hint=f"{name}: {op.doc}")
-        return name, tuple(self.operand(a, depth) for a in node.args)
+        if not op.tensor_arity <= len(node.args) <= op.arity:
+            if op.options:
+                count = f"{op.tensor_arity} to {op.arity} arguments"
+                hint = (f"{name}({', '.join(['x'] * op.tensor_arity + [n + '=' + _num(d) for n, d in op.options])}): "
+                        f"{op.doc}; options left out take these defaults")
+            else:
+                count = f"{op.arity} argument{'s' if op.arity != 1 else ''}"
+                hint = f"{name}: {op.doc}"
+            raise self.error(node, f"{name}() takes {count}, got {len(node.args)}", hint=hint)
+        args = tuple(self.operand(a, depth) for a in node.args)
+        # options left out take their defaults: the IR always holds every argument
+        return name, args + tuple(Const(d) for _, d in op.options[len(args) - op.tensor_arity:])
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
 
 
 def _too_deep_position(text: str) -> tuple[int, int]:

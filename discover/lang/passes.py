@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Mapping
 
-from .ir import Const, HParam, Operand, Program, Ref, State, Stmt, is_temp
+from .ir import Const, EvalWeights, HParam, Operand, Program, Ref, State, Stmt, is_temp
 
 LR = "lr"
 """The hyperparameter learning-rate grids and schedulers scale."""
@@ -66,9 +66,16 @@ def rename(program: Program, mapping: Mapping[str, str]) -> Program:
     """Rename names everywhere (targets, reads, returns, state declarations); for SSA programs."""
     body = tuple(Stmt(mapping.get(s.target, s.target), s.op, tuple(_ren(a, mapping) for a in s.args), s.pos)
                  for s in program.body)
-    states = tuple(State(mapping.get(s.name, s.name), _ren(s.init, mapping), s.scalar) for s in program.states)
+    states = tuple(State(mapping.get(s.name, s.name), _ren(s.init, mapping), s.scalar, s.shape)
+                   for s in program.states)
     returns = tuple(_ren(a, mapping) for a in program.returns)
-    return program.with_(body=body, states=states, returns=returns)
+    evaluation = program.eval
+    if evaluation is not None:  # its own temporaries are its own; the names it reads follow the program's
+        own = {s.target for s in evaluation.body}
+        outer = {k: v for k, v in mapping.items() if k not in own}
+        evaluation = EvalWeights(tuple(Stmt(s.target, s.op, tuple(_ren(a, outer) for a in s.args), s.pos)
+                                       for s in evaluation.body), _ren(evaluation.result, outer))
+    return program.with_(body=body, states=states, returns=returns, eval=evaluation)
 
 
 def to_ssa(program: Program) -> Program:
@@ -134,8 +141,20 @@ def update_inputs(program: Program) -> set[str]:
 
 
 def live_states(program: Program) -> list[str]:
-    """States the update reads, directly or through other states."""
+    """States the update reads, directly or through other states, or that the evaluation weights
+    (`discover.lang.ir.EvalWeights`) read, with the states they depend on."""
     used = update_inputs(program)
+    if program.eval is not None:
+        outs = dependencies(program)
+        state_out = {s.name: outs[1 + i] for i, s in enumerate(program.states)}
+        frontier = [n for n in program.eval.reads() if n in state_out and n not in used]
+        used |= set(frontier)
+        while frontier:
+            for d in state_out[frontier.pop()]:
+                if d not in used:
+                    used.add(d)
+                    if d in state_out:
+                        frontier.append(d)
     return [s for s in program.state_names if s in used]
 
 
@@ -168,6 +187,8 @@ def prune(program: Program) -> Program:
 def drop_unused(program: Program) -> Program:
     """`program` without the inputs (other than ``w``, ``g``, ``u``) and hyperparameters nothing reads."""
     used = set(program.refs()) | {s.init.name for s in program.states if isinstance(s.init, Ref)}
+    if program.eval is not None:
+        used |= set(program.eval.reads())
     inputs = tuple(i for i in program.inputs if i in used or i in ("w", "g", "u"))
     hparams = tuple(h for h in program.hparams if h.name in used)
     return program.with_(inputs=inputs, hparams=hparams)

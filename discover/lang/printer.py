@@ -79,14 +79,25 @@ def format_op(op_name: str, args: list[tuple[str, int]]) -> tuple[str, int]:
 
 
 def unparse(program: Program, *, header: bool = True) -> str:
-    """Program text for `program`, with nested formulas and its header comment.
+    """Program text for `program`, with nested formulas and its header comment (and its ``def eval``
+    after it, for a program with evaluation weights).
 
     Example:
         >>> from discover import load
         >>> print(unparse(load("sgd"), header=False).splitlines()[0])
         def sgd(w, g, *, lr=0.001, weight_decay=0):
     """
-    return _Printer(program).text(header)
+    text = _Printer(program).text(header)
+    if program.eval is None:
+        return text
+    reads = set(program.eval.reads())
+    positional = [n for n in ("w",) + program.state_names if n in reads]
+    keywords = [h for h in program.hparam_names if h in reads]
+    head = f"def eval({', '.join(positional + (['*'] + keywords if keywords else []))}):"
+    part = Program(name="eval", inputs=tuple(reads), states=(), hparams=(), body=program.eval.body,
+                   returns=(program.eval.result,))
+    body = _Printer(part).text(False).split("\n", 1)[1]  # its statements, without the signature line
+    return text + "\n\n" + head + "\n" + body
 
 
 class _Printer:
@@ -137,14 +148,19 @@ class _Printer:
 
     def expression(self, stmt: Stmt, cursor: int) -> tuple[tuple[str, int], int]:
         args, cursor = self.operands(stmt.args, cursor)
-        return format_op(stmt.op, args), cursor
+        op = OPS[stmt.op]
+        shown = len(args)
+        while shown > op.tensor_arity and _is_default(stmt.args[shown - 1], op.options[shown - 1 - op.tensor_arity][1]):
+            shown -= 1  # options at their defaults are left out, as the parser fills them in
+        return format_op(stmt.op, args[:shown]), cursor
 
     # -------------------------------------------------------------- program
     def signature(self) -> str:
         parts = list(self.p.inputs)
         for s in self.p.states:
             init = format_number(s.init.value) if isinstance(s.init, Const) else s.init.name
-            parts.append(f"{s.name}: scalar = {init}" if s.scalar else f"{s.name}={init}")
+            kind = s.kind
+            parts.append(f"{s.name}={init}" if kind == "tensor" else f"{s.name}: {kind} = {init}")
         if self.p.hparams:
             parts.append("*")
             parts.extend(f"{h.name}={format_number(h.default)}" for h in self.p.hparams)
@@ -177,6 +193,11 @@ def _comment_text(line: str) -> str:
     binary) and lone surrogates (not UTF-8) are written as escapes."""
     line = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", line)
     return line.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _is_default(arg: Operand, default: float) -> bool:
+    """Whether an option argument is its default, bit for bit (-0.0 is not 0.0)."""
+    return isinstance(arg, Const) and arg.value == default and math.copysign(1, arg.value) == math.copysign(1, default)
 
 
 def _paren(text: str, needed: bool) -> str:

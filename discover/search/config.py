@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 from ..evaluate.fitness import PROTOCOLS, SEARCH_FACTORS
 from ..lang.names import name_problem
+from ..lang.ops import SEARCH_OP_SETS
 from ..tasks import DEFAULT_TASKS, META_TASKS
 
 # Fields that may change when a run is resumed (they do not change what the run computes
@@ -75,6 +76,7 @@ class SearchConfig:
     max_len: int = 28
     plateau: int = 128
     slots: list[str] = field(default_factory=lambda: ["m", "v"])
+    ops: list[str] = field(default_factory=list)  # op sets added to the default space (SEARCH_OP_SETS)
     baseline: str = "adamw"
     candidate_time_limit: float | None = 60.0
     device: str = "cpu"
@@ -145,6 +147,9 @@ class SearchConfig:
         check_programs(self.init, "--init")
         check_warm_starts(self.init, self.max_len)
         check_programs([self.baseline], "--baseline")
+        unknown = [name for name in self.ops if name not in SEARCH_OP_SETS]
+        need(not unknown, f"--ops: unknown op set(s) {', '.join(unknown)}; the op sets are "
+                          f"{', '.join(SEARCH_OP_SETS)} (the default space is every other op)")
         for slot in self.slots:
             problem = name_problem(slot, "state")
             need(problem is None, f"state slot: {problem}")

@@ -96,8 +96,8 @@ class Search:
     def __init__(self, config: SearchConfig, run_dir: RunDir, *, log=None) -> None:
         self.config = config
         self.dir = run_dir
-        self.mutator = Mutator(max_len=config.max_len)
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.mutator = Mutator(max_len=config.max_len, ops=tuple(config.ops))
         # in process, torch uses --cpus-per-worker threads (default 1: small models run fastest so)
         options: dict = {"threads": max(1, int(config.cpus_per_worker))}
         if config.backend == "ray":  # a local Ray instance keeps its logs in the run directory

@@ -3,7 +3,8 @@
 One mutation is one of (weights in `MUTATION_WEIGHTS`):
 
 * ``insert``: a random statement ``target = op(args)`` at a random place; the
-  op is drawn by its weight in the op table, arguments from the names defined
+  op is drawn by its weight in the op table (from the default space, every op that is not a
+  matrix, row/column or group op, plus the op sets `Mutator.ops` names), arguments from the names defined
   at that place (inputs, state, hyperparameters, earlier targets) or a
   constant; the target is a new temporary, a state slot or an existing variable;
 * ``delete``: remove a statement;
@@ -44,7 +45,7 @@ from ..analysis.lr_scale import lr_scale_violation
 from ..lang.check import check
 from ..lang.errors import ProgramError
 from ..lang.ir import Const, HParam, Operand, Program, Ref, Stmt, is_temp
-from ..lang.ops import OPS
+from ..lang.ops import OPS, search_ops
 from ..lang.passes import renumber_temps
 from .program import prune, update_inputs, with_lr
 
@@ -70,11 +71,12 @@ class Mutator:
     max_len: int = 28
     max_tries: int = 60
     const_prob: float = 0.2
+    ops: tuple[str, ...] = ()  # op sets added to the default space (`discover.lang.ops.SEARCH_OP_SETS`)
 
     def __post_init__(self) -> None:
-        ops = [op for op in OPS.values() if op.weight > 0]
-        self._ops = [op.name for op in ops]
-        self._op_weights = [op.weight for op in ops]
+        weights = search_ops(self.ops)
+        self._ops = list(weights)
+        self._op_weights = list(weights.values())
         self._kinds = list(MUTATION_WEIGHTS)
         self._kind_weights = list(MUTATION_WEIGHTS.values())
 
@@ -161,7 +163,10 @@ class Mutator:
         pos = rng.randint(0, len(p.body))
         names = self._names_before(p, pos)
         op = rng.choices(self._ops, self._op_weights)[0]
-        args = [self._operand(names, rng, p) for _ in range(OPS[op].arity)]
+        # operands drawn; an op's options (newton_schulz's step count and coefficients) start at their
+        # defaults, which perturb and resample then change like any constant
+        args = [self._operand(names, rng, p) for _ in range(OPS[op].tensor_arity)]
+        args += [Const(default) for _, default in OPS[op].options]
         r = rng.random()
         variables = [n for n in names if n not in p.hparam_names and n not in ("w", "step") and not is_temp(n)]
         if r < 0.3 and p.states:

@@ -31,7 +31,11 @@ from discover.compile.lower import lower, run_prologue
 from discover.compile.population_kernel import compile_population
 from discover.lang.check import check
 from discover.lang.ir import Const, HParam, Program, Ref, State, Stmt
-from discover.lang.ops import ALL_OPS, KERNEL_OPS, OPS, PER_PARAM, REDUCTION
+from discover.lang.ops import ALL_OPS, GROUP, KERNEL_OPS, OPS, PER_PARAM, REDUCTION
+
+# Ops computed by torch calls between passes (matrix, row/column, property and group ops) take tensors of
+# their own kinds, not every mix of operands: tests/compile/test_staged_ops.py holds them to torch.
+KERNEL_FORM_OPS = sorted(n for n, op in OPS.items() if not op.staged)
 from _stepcheck import needs_compiler
 
 EDGES = [0.0, -0.0, math.inf, -math.inf, math.nan, 5e-324, 1e-40, 1.0, -2.5, 1e30, -7e-8]
@@ -184,6 +188,10 @@ def test_every_op_has_every_form(name):
     x = [sympy.Symbol(f"x{k}", real=True) for k in range(op.arity)]
     assert isinstance(op.sympy(*x), sympy.Basic), "sympy form"
     assert op.foreach is not None, "foreach form (PER_PARAM if no torch._foreach_* call computes it)"
+    if op.staged:  # a torch call between passes: no kernel form, a population form (tests/compile/test_staged_ops.py)
+        assert op.cxx is None and op.cxx_reduce is None and op.foreach is PER_PARAM
+        assert (op.group_fn if op.kind == GROUP else op.batched_fn) is not None, "population form"
+        return
     if op.reduction:
         assert op.batched_fn is not None and op.cxx_reduce is not None, "population and C++ forms of a reduction"
         assert op.triton_reduce is not None, "Triton form of a reduction"
@@ -210,7 +218,7 @@ def test_per_param_is_a_declared_choice():
 
 
 def test_lowering_leaves_only_ops_with_forms():
-    for name in OPS:
+    for name in KERNEL_FORM_OPS:
         for ins in lower(_program(name)).instrs:
             if ins.dst.level in ("T", "PD"):  # the scalar prologue runs `fn` itself
                 op = ALL_OPS[ins.op]
@@ -220,7 +228,7 @@ def test_lowering_leaves_only_ops_with_forms():
 # --------------------------------------------------------------------------- every backend
 
 
-@pytest.mark.parametrize("name", sorted(OPS))
+@pytest.mark.parametrize("name", KERNEL_FORM_OPS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_foreach_matches_reference(name, dtype):
     step = compile_step(_program(name), "foreach")
@@ -231,7 +239,7 @@ def test_foreach_matches_reference(name, dtype):
 
 
 @needs_compiler
-@pytest.mark.parametrize("name", sorted(OPS))
+@pytest.mark.parametrize("name", KERNEL_FORM_OPS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_fused_matches_reference(name, dtype, monkeypatch):
     from discover.compile import fused
@@ -315,7 +323,7 @@ def _population(name: str, step, dtype: torch.dtype, c: float, q: float, same: b
 
 
 @needs_compiler
-@pytest.mark.parametrize("name", sorted(OPS))
+@pytest.mark.parametrize("name", KERNEL_FORM_OPS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_population_kernel_matches_reference(name, dtype):
     step = compile_population(_program(name))
@@ -323,7 +331,7 @@ def test_population_kernel_matches_reference(name, dtype):
         _check(name, "population", dtype, _population(name, step, dtype, c, q), c, q)
 
 
-@pytest.mark.parametrize("name", sorted(OPS))
+@pytest.mark.parametrize("name", KERNEL_FORM_OPS)
 def test_torch_batched_step_matches_reference(name):
     # Known differences of the torch batched step (the population step where the kernel cannot run):
     # it holds scalar state as tensors and computes with it in the tensors' dtype, through torch,

@@ -94,7 +94,7 @@ CASES = {
     "hyperparameter without default": ("def f(w, g, *, lr):\n    return g\n", 1, 16, ["needs a default", "lr=0.1"]),
     "hyperparameter default not a number": ("def f(w, g, *, lr=open):\n    return g\n", 1, 19, ["must be a number"]),
     "state from an unknown name": ("def f(w, g, m=q):\n    return g, m\n", 1, 15, ["neither `w` nor a hyperparameter"]),
-    "bad state annotation": ("def f(w, g, m: int = 0):\n    return g, m\n", 1, 16, ["`scalar` or `tensor`"]),
+    "bad state annotation": ("def f(w, g, m: int = 0):\n    return g, m\n", 1, 16, ["`scalar`, `tensor`, `per_row` or `per_col`"]),
     "varargs": ("def f(w, g, *args):\n    return g\n", 1, 14, ["`*args` is not allowed"]),
     "kwargs": ("def f(w, g, **kw):\n    return g\n", 1, 15, ["`**kwargs` is not allowed"]),
     "duplicate parameter": ("def f(w, g, m=0, *, m=1):\n    return g, m\n", 1, 21, ["'m' is declared twice"]),

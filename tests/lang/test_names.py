@@ -94,7 +94,7 @@ def _json(**changes):
     ({"body": [["m\\", "copy", ["g"]]]}, "variable 'm\\\\\\\\' is not an identifier"),
     ({"body": [["x", ["copy"], ["g"]]]}, "body\\[0\\] must be \\[target, op name"),
     ({"returns": [{"c": [1]}]}, "returns\\[0\\] must be a number"),
-    ({"states": [["m", 0]]}, "states\\[0\\] must be a list of 3 items"),
+    ({"states": [["m", 0]]}, "states\\[0\\] must be a list of 3 or 4 items"),
     ({"states": [["m", {"c": 0.0}, "yes"]]}, "states\\[0\\] scalar must be true or false"),
 ])
 def test_json_loader_refuses_hostile_names_and_wrong_shapes(changes, message):

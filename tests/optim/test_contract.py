@@ -454,8 +454,10 @@ def test_every_builtin_steps_params_of_each_dtype_in_their_dtype(spec, dtype):
     a = make_params(dtype=dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        # steps bfloat16 can see (ADOPT's first update, at step 2, is only lr * (1 - beta1) * clip(g / |g_1|))
-        opt = ProgramOptimizer(a, spec, lr={"adadelta": 1.0, "adopt": 0.1}.get(spec, 0.01))
+        # steps bfloat16 can see (ADOPT's first update, at step 2, is only lr * (1 - beta1) * clip(g / |g_1|);
+        # Prodigy's first steps are d0 * lr); Muon reads the vector among these parameters as a diagonal matrix
+        extra = {"prodigy": dict(d0=0.01), "muon": dict(non_matrix="diagonal")}.get(spec, {})
+        opt = ProgramOptimizer(a, spec, lr={"adadelta": 1.0, "adopt": 0.1, "prodigy": 1.0}.get(spec, 0.01), **extra)
         before = [p.detach().clone() for p in a]
         for gs in grad_stream(a, 3):
             for p, g in zip(a, gs):
