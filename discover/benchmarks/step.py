@@ -131,7 +131,7 @@ def _foreach_with_budget(params: list, program: str, mib: float) -> torch.optim.
         whole = getattr(step, "unchunked", step)  # reduction programs are never chunked
         return whole if mib == 0 else chunked_step(whole, p, budget_bytes=int(mib * 2**20))
 
-    return ProgramOptimizer(params, program, backend=factory, **HPARAMS[program])
+    return ProgramOptimizer(params, program, backend=factory, **HPARAMS.get(program, {}))
 
 
 def kernel_backend(device: torch.device, choice: str = "auto") -> str:
@@ -146,7 +146,7 @@ def _contenders(program: str, device: torch.device, budgets: tuple[float, ...] =
                 kernel: str = "auto") -> dict[str, Callable[[list], torch.optim.Optimizer]]:
     from ..optim import ProgramOptimizer
 
-    hp = HPARAMS[program]
+    hp = HPARAMS.get(program, {})  # other programs run at their own defaults, against discover's backends only
     kernel = kernel_backend(device, kernel)
     out: dict[str, Callable] = {
         f"discover {kernel}": lambda ps: ProgramOptimizer(ps, program, backend=kernel, **hp),
@@ -286,6 +286,9 @@ def main(args: argparse.Namespace) -> int:
     configs = [_config(c.upper()) for c in (args.configs or DEFAULT_CONFIGS.get(device.type, ["A", "B", "L"]))]
     kernel = f"discover {kernel_backend(device, args.kernel)}"
     programs = list(args.programs)
+    from ..library import load
+    for name in programs:  # an unknown name fails here, with the list of built-ins, not mid-table
+        load(name)
     budgets = tuple(args.foreach_budgets)
     print("discover bench step: median microseconds per optimizer.step(); ratio = discover / other (< 1: discover faster)")
     print(malloc_note())
