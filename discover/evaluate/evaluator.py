@@ -159,6 +159,18 @@ class Evaluator:
             self._tune_baseline(missing)
         return {t: dict(self._baseline[t]) for t in self.tasks}
 
+    def restore_baseline(self, state: dict[str, dict]) -> None:
+        """Adopt a saved `baseline_state()` (e.g. from a search checkpoint), so the baseline is not
+        trained again: a resumed search must score against the very numbers it started with.
+
+        Example:
+            >>> ev = Evaluator(["quadratic"])
+            >>> ev.restore_baseline({"quadratic": {"loss": 0.5, "lr": 0.01, "progress": []}})
+            >>> ev.baselines()
+            {'quadratic': 0.5}
+        """
+        self._baseline.update({t: dict(v) for t, v in state.items()})
+
     def baselines(self) -> dict[str, float]:
         """The baseline's best mean loss per task over ``baseline_factors`` (computed once)."""
         return {t: v["loss"] for t, v in self.baseline_state().items()}

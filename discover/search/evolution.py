@@ -176,7 +176,7 @@ class Search:
             setattr(self, key, s[key])
         self.elapsed = s["elapsed"]
         # the baselines were trained once: restoring them means a resumed run never retrains them
-        self.evaluator._baseline.update({t: dict(v) for t, v in s["baseline"].items()})
+        self.evaluator.restore_baseline(s["baseline"])
         self.evaluator.member_steps = s.get("member_steps", 0)
         self.evaluator.reference = {t: list(v) for t, v in s.get("reference", {}).items()}
         self.meta_baseline = s["meta_baseline"]
