@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from ..search.config import SearchConfig
+from ..search.report import pm
 from . import ListAction
 
 _DEFAULTS = SearchConfig()
@@ -114,10 +115,6 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     return cfg
 
 
-def _pm(value: float, se: float | None) -> str:
-    return f"{value:.4f}" if se is None else f"{value:.4f} ± {se:.4f}"
-
-
 def run(args: argparse.Namespace) -> int:
     from ..lang.printer import unparse
     from ..search import prune, run as run_search
@@ -134,9 +131,9 @@ def run(args: argparse.Namespace) -> int:
     for w in s.get("warm_start", []):
         meta = w.get("meta")
         print(f"warm start: search fitness {w['fitness']:.4f}"
-              + (f", meta {_pm(meta, w.get('meta_se'))}" if meta is not None else ""))
+              + (f", meta {pm(meta, w.get('meta_se'))}" if meta is not None else ""))
     for name, ref in s.get("references", {}).items():
-        print(f"reference {name}: meta {_pm(ref['meta'], ref.get('se'))} (lr tuned per task)")
+        print(f"reference {name}: meta {pm(ref['meta'], ref.get('se'))} (lr tuned per task)")
     noise = (s.get("noise") or {}).get("search_fitness")
     if noise is not None:
         print(f"noise: a single search fitness varies by about ±{noise:.2%} from seed to seed")
@@ -144,8 +141,8 @@ def run(args: argparse.Namespace) -> int:
           f"its own tuned lr, mean ± standard error over seeds; lower is better):")
     for rank, ind in enumerate(result.hall_of_fame, 1):
         vs = next((h.get("versus_warm_start") for h in s.get("hall_of_fame", []) if h["fingerprint"] == ind.fp), None)
-        vs_text = f"  vs warm start {_pm(vs[0], vs[1])}" if vs else ""
-        print(f"\n#{rank}  meta {_pm(ind.value, ind.meta_se)}  search {ind.search_fitness:.4f}{vs_text}  "
+        vs_text = f"  vs warm start {pm(vs[0], vs[1])}" if vs else ""
+        print(f"\n#{rank}  meta {pm(ind.value, ind.meta_se)}  search {ind.search_fitness:.4f}{vs_text}  "
               f"({'warm start' if ind.born < 0 else f'evaluation {ind.born}'})")
         # as saved in hall_of_fame/: its own name, without statements the update does not use
         print(unparse(prune(ind.program).with_(name=ind.name), header=False), end="")

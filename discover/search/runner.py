@@ -30,6 +30,7 @@ from .evolution import Search, SearchResult
 from .individual import Individual
 from .progress import ProgressBar
 from .rundir import CHECKPOINT, CONFIG, SUMMARY, RunDir, RunDirError, default_run_dir
+from .state import CheckpointError, SearchState
 
 
 def run(config: SearchConfig, *, resume: str | Path | None = None, given: Iterable[str] | None = None,
@@ -67,8 +68,8 @@ def run(config: SearchConfig, *, resume: str | Path | None = None, given: Iterab
 
 
 def _open(config: SearchConfig, resume: str | Path | None, given: Iterable[str] | None,
-          references: list[str]) -> tuple[RunDir, SearchConfig, dict | None]:
-    """Check everything, then create (or lock) the run directory: (directory, config, checkpoint)."""
+          references: list[str]) -> tuple[RunDir, SearchConfig, SearchState | None]:
+    """Check everything, then create (or lock) the run directory: (directory, config, checkpoint's state)."""
     if resume is None:
         cfg = copy.deepcopy(config).validate()
         _check_references(references, cfg)
@@ -86,10 +87,8 @@ def _open(config: SearchConfig, resume: str | Path | None, given: Iterable[str] 
             raise RunDirError(f"cannot resume {rd.path}: {rd.path / CONFIG}: {exc}") from None
         cfg = resume_config(saved, config, rd.path, given).validate()
         _check_references(references, cfg)
-        state = rd.read_checkpoint()
-        if state is not None:
-            _check_checkpoint(state, rd)
-        return rd, cfg, state
+        data = rd.read_checkpoint()
+        return rd, cfg, None if data is None else _read_state(data, rd)
     except BaseException:
         rd.unlock()
         raise
@@ -102,48 +101,19 @@ def _check_references(references: list[str], cfg: SearchConfig) -> None:
                          "or leave out --references")
 
 
-def _check_checkpoint(state: dict, rd: RunDir) -> None:
-    """Name the first part of `state` that is not what a checkpoint holds (a `RunDirError` naming the file)."""
-    path = rd.path / CHECKPOINT
-
-    def bad(where: str, problem: str) -> RunDirError:
-        return RunDirError(f"cannot resume {rd.path}: {path}: {where}: {problem}; restore the file, or start a new "
-                           "run with another --out")
-
-    from .evolution import CHECKPOINT_VERSION
-
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise bad("field 'version'", f"{state.get('version')!r} is not a checkpoint version this discover reads "
-                                     f"(it reads {CHECKPOINT_VERSION})")
-    for key in ("inits", "population", "hall_of_fame"):
-        if not isinstance(state.get(key), list):
-            raise bad(f"field {key!r}", "missing" if key not in state else "not a list of individuals")
-        for i, d in enumerate(state[key]):
-            problem = _individual_problem(d)
-            if problem:
-                raise bad(f"{key}[{i}]", problem)
-    if state.get("best") is not None:
-        problem = _individual_problem(state["best"])
-        if problem:
-            raise bad("best", problem)
-
-
-def _individual_problem(d: object) -> str | None:
-    if not isinstance(d, dict):
-        return f"an individual is an object, not {type(d).__name__}"
+def _read_state(data: dict, rd: RunDir) -> SearchState:
+    """The checkpoint's state, or a `RunDirError` naming the file and its first wrong field."""
     try:
-        Individual.from_json(d)
-    except KeyError as exc:
-        return f"missing field {exc.args[0]!r}"
-    except (TypeError, ValueError, AttributeError) as exc:
-        return str(exc)
-    return None
+        return SearchState.from_json(data)
+    except CheckpointError as exc:
+        raise RunDirError(f"cannot resume {rd.path}: {rd.path / CHECKPOINT}: {exc}; restore the file, or start a new "
+                          "run with another --out") from None
 
 
 # ---------------------------------------------------------------------- the run
 
 
-def _run(rd: RunDir, cfg: SearchConfig, state: dict | None, resuming: bool, progress: bool | None,
+def _run(rd: RunDir, cfg: SearchConfig, state: SearchState | None, resuming: bool, progress: bool | None,
          references: list[str], log: Callable[[str], None] | None, stop_after_batches: int | None) -> SearchResult:
     show = cfg.progress if progress is None else progress
     # A bar only on a terminal; log lines and warnings go through it so they never garble it.
@@ -151,49 +121,46 @@ def _run(rd: RunDir, cfg: SearchConfig, state: dict | None, resuming: bool, prog
         return _run_with_bar(rd, cfg, state, resuming, bar, references, stop_after_batches)
 
 
-def _run_with_bar(rd: RunDir, cfg: SearchConfig, state: dict | None, resuming: bool, bar: ProgressBar,
+def _run_with_bar(rd: RunDir, cfg: SearchConfig, state: SearchState | None, resuming: bool, bar: ProgressBar,
                   references: list[str], stop_after_batches: int | None) -> SearchResult:
     logger = bar.log
-    search = Search(cfg, rd, log=logger)
+    search = Search(cfg, rd, log=logger, state=state)
+    s = search.state
     try:
-        final = None
         if state is not None:
-            _load(search, state, rd)
-            final = state.get("final")
-            if final is not None:  # it reached its end once: its final stage's events are part of the log
-                search.n_events = final.get("n_events", search.n_events)
-                search.carry["final"] = final  # kept by every checkpoint of a continued run
-            rd.truncate_events(search.n_events)
-            search._snapshot = {**state, "n_events": search.n_events}
-            if final is not None and search.evaluations >= cfg.budget:
-                return _finished(search, rd, cfg, final, references, logger)
+            if s.final is not None:  # it reached its end once: its final stage's events are part of the log
+                s.n_events = s.final.get("n_events", s.n_events)  # (`final` stays in every later checkpoint)
+            rd.truncate_events(s.n_events)
+            search.snapshot = s.to_json()
+            if s.final is not None and s.evaluations >= cfg.budget:
+                return _finished(search, rd, cfg, references, logger)
             rd.write_config(cfg.to_json())
-            logger(f"resumed {rd.path} at evaluation {search.evaluations} (batch {search.batch})")
+            logger(f"resumed {rd.path} at evaluation {s.evaluations} (batch {s.batch})")
         else:
             if resuming:
                 logger(f"{rd.path} has no checkpoint yet (it stopped during its warm start): starting it over")
                 rd.write_config(cfg.to_json())
             rd.truncate_events(0)
             search.warm_start()
-        bar.update(search.evaluations)
+        bar.update(s.evaluations)
         batches = 0
-        while search.evaluations < cfg.budget:
-            if cfg.time_limit is not None and search._elapsed() + search.last_funnel_seconds > cfg.time_limit:
-                logger(f"time limit of {cfg.time_limit:g} s reached at evaluation {search.evaluations}")
+        while s.evaluations < cfg.budget:
+            if cfg.time_limit is not None and search.clock.seconds() + s.last_funnel_seconds > cfg.time_limit:
+                logger(f"time limit of {cfg.time_limit:g} s reached at evaluation {s.evaluations}")
                 break
             if stop_after_batches is not None and batches >= stop_after_batches:
                 search.checkpoint()
-                return SearchResult(rd.path, list(search.hof), search.evaluations, search.hits, False, {})
-            before = search.evaluations
+                return SearchResult(rd.path, list(s.hall_of_fame), s.evaluations, s.hits, False, {})
+            before = s.evaluations
             search.step()
             batches += 1
-            el = search._elapsed()
-            bar.update(search.evaluations - before, best=f"{search.best.value:.4f}",
-                       hit=f"{search.hits / max(1, search.evaluations):.0%}",
-                       eps=f"{search.evaluations / max(el, 1e-9):.2f}/s")
-        return _final_stage(search, rd, search.evaluations >= cfg.budget, final, references)
+            el = search.clock.seconds()
+            bar.update(s.evaluations - before, best=f"{s.best.value:.4f}",
+                       hit=f"{s.hits / max(1, s.evaluations):.0%}",
+                       eps=f"{s.evaluations / max(el, 1e-9):.2f}/s")
+        return _final_stage(search, rd, s.evaluations >= cfg.budget, references)
     except KeyboardInterrupt:
-        snap = search._snapshot
+        snap = search.snapshot
         if snap is not None:
             rd.write_checkpoint(snap)
             rd.truncate_events(snap["n_events"])
@@ -207,61 +174,50 @@ def _run_with_bar(rd: RunDir, cfg: SearchConfig, state: dict | None, resuming: b
         search.evaluator.close()
 
 
-def _load(search: Search, state: dict, rd: RunDir) -> None:
-    try:
-        search.load_state(state)
-    except KeyError as exc:
-        raise RunDirError(f"cannot resume {rd.path}: {rd.path / CHECKPOINT}: missing field {exc.args[0]!r}; restore "
-                          "the file, or start a new run with another --out") from None
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise RunDirError(f"cannot resume {rd.path}: {rd.path / CHECKPOINT} is not a checkpoint this discover can "
-                          f"read ({exc}); restore the file, or start a new run with another --out") from None
-
-
-def _final_stage(search: Search, rd: RunDir, completed: bool, earlier: dict | None,
-                 references: list[str]) -> SearchResult:
+def _final_stage(search: Search, rd: RunDir, completed: bool, references: list[str]) -> SearchResult:
     """The final funnel, the references and the results; the checkpoint keeps the state from before it."""
-    resumable = copy.deepcopy(search.state())  # the final stage must not reach into it
+    s = search.state
+    resumable = copy.deepcopy(search.capture().to_json())  # the final stage must not reach into it
+    earlier = s.final
     if earlier is not None:  # a run that ended before: its finalists count as scored and stay in the running
         for fp, rec in earlier.get("meta", {}).items():
-            search.meta.setdefault(fp, rec)
-        search.hof.update([Individual.from_json(d) for d in earlier.get("hall_of_fame", [])])
+            s.meta.setdefault(fp, rec)
+        search.rank([Individual.from_json(d) for d in earlier.get("hall_of_fame", [])])
     search.funnel(final=True)
     search.score_references(references)
     summary = search.write_results(completed)
-    resumable["references"] = search.references
+    resumable["references"] = s.references
     resumable["final"] = {
-        "meta": {fp: rec for fp, rec in search.meta.items() if fp not in resumable["meta"]},
-        "hall_of_fame": [i.to_json() for i in search.hof], "references": search.references,
-        "completed": completed, "funnels": search.funnels, "n_events": search.n_events}
+        "meta": {fp: rec for fp, rec in s.meta.items() if fp not in resumable["meta"]},
+        "hall_of_fame": [i.to_json() for i in s.hall_of_fame], "references": s.references,
+        "completed": completed, "funnels": s.funnels, "n_events": s.n_events}
     rd.write_checkpoint(resumable)
-    return SearchResult(rd.path, [copy.deepcopy(i) for i in search.hof], search.evaluations, search.hits,
+    return SearchResult(rd.path, [copy.deepcopy(i) for i in s.hall_of_fame], s.evaluations, s.hits,
                         completed, summary)
 
 
-def _finished(search: Search, rd: RunDir, cfg: SearchConfig, final: dict, references: list[str],
+def _finished(search: Search, rd: RunDir, cfg: SearchConfig, references: list[str],
               logger: Callable[[str], None]) -> SearchResult:
     """A run that reached its end, resumed with nothing more to do: its results as they are. Only
     references it has not scored yet are added (and the results rewritten with them)."""
-    search.meta.update(final.get("meta", {}))
-    items = [Individual.from_json(d) for d in final.get("hall_of_fame", [])]
-    search.hof.clear()
-    search.hof.items = items  # best first, exactly as saved (as `Search.load_state` does)
-    search.hof.keys = [i.fitness for i in reversed(items)]
-    search.references = dict(final.get("references", {}))
-    search.funnels = final.get("funnels", search.funnels)
+    s = search.state
+    final = s.final
+    s.meta.update(final.get("meta", {}))
+    s.hall_of_fame = [Individual.from_json(d) for d in final.get("hall_of_fame", [])]  # best first, as saved
+    s.references = dict(final.get("references", {}))
+    s.funnels = final.get("funnels", s.funnels)
     summary = _read_summary(rd)
-    todo = [r for r in references if r not in search.references]
+    todo = [r for r in references if r not in s.references]
     if todo or summary is None:  # asked for more, or its summary is gone: write the results again
         search.score_references(todo)
         summary = search.write_results(bool(final.get("completed")))
-        state = copy.deepcopy(search._snapshot)
-        state["final"] = {**final, "references": search.references}
-        state["references"] = search.references
+        state = copy.deepcopy(search.snapshot)
+        state["final"] = {**final, "references": s.references}
+        state["references"] = s.references
         rd.write_checkpoint(state)
-    logger(f"{rd.path} already ran to its end ({search.evaluations} evaluations for a budget of {cfg.budget}); "
+    logger(f"{rd.path} already ran to its end ({s.evaluations} evaluations for a budget of {cfg.budget}); "
            "nothing to do. Give a larger --budget to continue it")
-    return SearchResult(rd.path, [copy.deepcopy(i) for i in search.hof], search.evaluations, search.hits,
+    return SearchResult(rd.path, [copy.deepcopy(i) for i in s.hall_of_fame], s.evaluations, s.hits,
                         bool(final.get("completed")), summary)
 
 
