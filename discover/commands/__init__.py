@@ -43,3 +43,21 @@ class ListAction(argparse.Action):
             kind = "numbers" if self.item is float else "values"
             raise argparse.ArgumentError(self, f"expected {kind} separated by commas or spaces, got "
                                                f"{' '.join(values) if not isinstance(values, str) else values!r}") from None
+
+
+class WeightsAction(argparse.Action):
+    """Store ``{"name": weight}`` from ``NAME=W`` entries separated by commas, spaces or both
+    (use with ``nargs="+"``); a malformed entry is a usage error naming it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        out: dict[str, float] = {}
+        for entry in split_list(values, str):
+            name, sep, weight = entry.partition("=")
+            try:
+                if not sep or not name:
+                    raise ValueError
+                out[name.strip()] = float(weight)
+            except ValueError:
+                raise argparse.ArgumentError(self, f"expected NAME=WEIGHT entries such as ema=1, got {entry!r}") from None
+        setattr(namespace, self.dest, out)

@@ -10,7 +10,7 @@ import sys
 
 from ..search.config import SearchConfig
 from ..search.report import pm
-from . import ListAction
+from . import ListAction, WeightsAction
 
 _DEFAULTS = SearchConfig()
 
@@ -42,6 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="op sets added to the search space: matrix (matmul, transpose, newton_schulz, row_mean, "
                         "col_mean, rows, cols), group (group_sum, group_norm); default none: elementwise ops and "
                         "norm/rms/mean, as runs made before these ops")
+    g.add_argument("--mutations", nargs="+", action=WeightsAction, default=None, metavar="KIND=W",
+                   help="change mutation weights: insert, delete, arg, op, perturb, resample (defaults 2, 1, 2, "
+                        "1.5, 1, 0.5) and ema (a state that remembers one use of a value: momentum from SGD; "
+                        "default 0, off), e.g. --mutations ema=1")
     g.add_argument("--steps", type=int, default=None, help="training steps per search task (default: each task's own)")
     g.add_argument("--meta-steps", type=int, default=None,
                    help="training steps per meta task (default: --meta-horizon x each task's own)")
@@ -98,7 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-_FIELDS = ["init", "ops", "tasks", "meta_tasks", "baseline", "steps", "meta_steps", "meta_horizon", "budget", "time_limit",
+_FIELDS = ["init", "ops", "mutations", "tasks", "meta_tasks", "baseline", "steps", "meta_steps", "meta_horizon", "budget", "time_limit",
            "seed", "population", "tournament", "batch", "seeds", "factors", "lr_protocol", "early_stop",
            "funnel_seeds", "max_len", "plateau", "funnel_every", "funnel_top", "hof_size", "candidate_time_limit",
            "device", "workers", "backend", "address", "gpus_per_worker", "cpus_per_worker", "out"]

@@ -19,6 +19,7 @@ from ..evaluate.fitness import PROTOCOLS, SEARCH_FACTORS
 from ..lang.names import name_problem
 from ..lang.ops import SEARCH_OP_SETS
 from ..tasks import DEFAULT_TASKS, META_TASKS
+from .mutate import mutation_weights
 
 # Fields that may change when a run is resumed (they do not change what the run computes
 # up to where it stopped, only where it stops or how fast it gets there).
@@ -77,6 +78,7 @@ class SearchConfig:
     plateau: int = 128
     slots: list[str] = field(default_factory=lambda: ["m", "v"])
     ops: list[str] = field(default_factory=list)  # op sets added to the default space (SEARCH_OP_SETS)
+    mutations: dict[str, float] = field(default_factory=dict)  # mutation weights changed from MUTATION_WEIGHTS
     baseline: str = "adamw"
     candidate_time_limit: float | None = 60.0
     device: str = "cpu"
@@ -150,6 +152,10 @@ class SearchConfig:
         unknown = [name for name in self.ops if name not in SEARCH_OP_SETS]
         need(not unknown, f"--ops: unknown op set(s) {', '.join(unknown)}; the op sets are "
                           f"{', '.join(SEARCH_OP_SETS)} (the default space is every other op)")
+        try:
+            mutation_weights(self.mutations)
+        except ValueError as exc:
+            need(False, f"--mutations: {exc}")
         for slot in self.slots:
             problem = name_problem(slot, "state")
             need(problem is None, f"state slot: {problem}")
@@ -295,6 +301,8 @@ def _type_problem(value: Any, annotation: str) -> str | None:
             return v is None
         if kind.startswith("list[") and kind.endswith("]"):
             return isinstance(v, list) and all(fits(x, kind[5:-1]) for x in v)
+        if kind.startswith("dict[str, ") and kind.endswith("]"):
+            return isinstance(v, dict) and all(isinstance(k, str) and fits(x, kind[10:-1]) for k, x in v.items())
         if isinstance(v, bool):
             return kind == "bool"
         return isinstance(v, {"int": int, "float": (int, float), "str": str, "bool": bool}.get(kind, object))
@@ -302,6 +310,8 @@ def _type_problem(value: Any, annotation: str) -> str | None:
     kinds = [k.strip() for k in annotation.split("|")]
     if any(fits(value, k) for k in kinds):
         return None
-    words = [f"a list of {_PLURALS.get(k[5:-1], k[5:-1])}" if k.startswith("list[") else _TYPE_WORDS.get(k, k)
+    words = [f"a list of {_PLURALS.get(k[5:-1], k[5:-1])}" if k.startswith("list[")
+             else f"an object of {_PLURALS.get(k[10:-1], k[10:-1])} by name" if k.startswith("dict[str, ")
+             else _TYPE_WORDS.get(k, k)
              for k in kinds]
     return "must be " + " or ".join(words)

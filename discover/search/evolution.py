@@ -96,7 +96,7 @@ class Search:
         self.config = config
         self.dir = run_dir
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
-        self.mutator = Mutator(max_len=config.max_len, ops=tuple(config.ops))
+        self.mutator = Mutator(max_len=config.max_len, ops=tuple(config.ops), weights=dict(config.mutations))
         # in process, torch uses --cpus-per-worker threads (default 1: small models run fastest so)
         options: dict = {"threads": max(1, int(config.cpus_per_worker))}
         if config.backend == "ray":  # a local Ray instance keeps its logs in the run directory

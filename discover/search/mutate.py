@@ -12,7 +12,12 @@ One mutation is one of (weights in `MUTATION_WEIGHTS`):
 * ``op``: change a statement's op to another of the same arity;
 * ``perturb``: multiply a constant (or a hyperparameter default other than
   ``lr``, which the lr grid tunes) by ``2 ** N(0, 1)``;
-* ``resample``: replace a constant with a fresh draw.
+* ``resample``: replace a constant with a fresh draw;
+* ``ema``: give one use of a value a memory: ``s = interp(x, s, beta)`` for a state slot ``s``
+  the update does not read yet, with that use of ``x`` now reading ``s`` (``lr * g`` becomes
+  momentum, ``clip(g, c)`` signum-like). One step where ``insert`` + ``arg`` would need two, the
+  first of them neutral. Off by default (weight 0: the default space draws exactly as before it
+  existed); ``discover search --mutations ema=1`` turns it on.
 
 `Mutator.child` applies mutations to the parent, one after another, until the
 result type-checks, fits the length limit, has an update that depends on
@@ -51,8 +56,29 @@ from .program import prune, update_inputs, with_lr
 
 LR = "lr"
 
-MUTATION_WEIGHTS = {"insert": 2.0, "delete": 1.0, "arg": 2.0, "op": 1.5, "perturb": 1.0, "resample": 0.5}
+# "ema" last, at weight 0: a zero weight at the end leaves random.choices' draws of the others as they were
+MUTATION_WEIGHTS = {"insert": 2.0, "delete": 1.0, "arg": 2.0, "op": 1.5, "perturb": 1.0, "resample": 0.5, "ema": 0.0}
+EMA_DECAYS = (0.9, 0.99, 0.5, 0.999)
 CONSTANTS = (0.5, 1.0, 2.0, 0.9, 0.99, 0.999, 0.1, 0.01, 1e-3, 1e-8, 10.0)
+
+
+def mutation_weights(changes: dict[str, float] | None = None) -> dict[str, float]:
+    """`MUTATION_WEIGHTS` with `changes` applied; `ValueError` naming an unknown kind or a bad weight.
+
+    Example:
+        >>> mutation_weights({"ema": 1})["ema"], mutation_weights()["ema"]
+        (1.0, 0.0)
+    """
+    out = dict(MUTATION_WEIGHTS)
+    for kind, weight in (changes or {}).items():
+        if kind not in out:
+            raise ValueError(f"unknown mutation {kind!r}: the mutations are {', '.join(MUTATION_WEIGHTS)}")
+        if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"mutation weight of {kind!r} must be a number >= 0, got {weight!r}")
+        out[kind] = float(weight)
+    if sum(out.values()) <= 0:
+        raise ValueError("at least one mutation needs a weight above 0")
+    return out
 
 
 class NoChild(Exception):
@@ -65,20 +91,23 @@ class Mutator:
 
     ``max_len``: most statements a child may have; ``max_tries``: mutations tried
     per child before giving up (`NoChild`); ``const_prob``: chance that a new
-    argument is a constant rather than a name.
+    argument is a constant rather than a name; ``weights``: mutation weights that replace
+    those of `MUTATION_WEIGHTS` by name (``{"ema": 1.0}``).
     """
 
     max_len: int = 28
     max_tries: int = 60
     const_prob: float = 0.2
     ops: tuple[str, ...] = ()  # op sets added to the default space (`discover.lang.ops.SEARCH_OP_SETS`)
+    weights: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         weights = search_ops(self.ops)
         self._ops = list(weights)
         self._op_weights = list(weights.values())
-        self._kinds = list(MUTATION_WEIGHTS)
-        self._kind_weights = list(MUTATION_WEIGHTS.values())
+        kinds = mutation_weights(self.weights)
+        self._kinds = list(kinds)
+        self._kind_weights = list(kinds.values())
 
     # ------------------------------------------------------------------ checks
     def invalid(self, program: Program) -> str | None:
@@ -180,6 +209,27 @@ class Mutator:
         args = tuple(args)
         body = p.body[:pos] + (Stmt(target, op, args),) + p.body[pos:]
         return p.with_(body=body)
+
+    def _ema(self, p: Program, rng: random.Random) -> Program | None:
+        live = update_inputs(p)
+        free = [name for name in p.state_names if name not in live]
+        if not free:
+            return None
+        state = rng.choice(free)
+        # the uses of a tensor name: statement arguments, or the update itself (position len(body))
+        uses = [(i, j, a.name) for i, st in enumerate(p.body) for j, a in enumerate(st.args)
+                if isinstance(a, Ref) and a.name not in p.hparam_names and a.name != "step" and st.target != state]
+        if isinstance(p.update, Ref) and p.update.name not in p.hparam_names:
+            uses.append((len(p.body), 0, p.update.name))
+        if not uses:
+            return None
+        i, j, name = rng.choices(uses, [3.0 if n == "g" else 1.0 for _, _, n in uses])[0]
+        memory = Stmt(state, "interp", (Ref(name), Ref(state), Const(rng.choice(EMA_DECAYS))))
+        if i == len(p.body):
+            return p.with_(body=p.body + (memory,), returns=(Ref(state),) + p.returns[1:])
+        use = p.body[i]
+        reads = Stmt(use.target, use.op, use.args[:j] + (Ref(state),) + use.args[j + 1:])
+        return p.with_(body=p.body[:i] + (memory, reads) + p.body[i + 1:])
 
     def _delete(self, p: Program, rng: random.Random) -> Program | None:
         if not p.body:

@@ -70,9 +70,12 @@ def test_each_mutation_kind_changes_the_program():
     p = prepare_init(load("adamw"))
     m = Mutator()
     rng = random.Random(0)
+    sgd = prepare_init(load("sgd"))  # ema needs a state slot the update does not read yet; adamw has none
+    assert m.mutate(p, rng, "ema") is None
     for kind in MUTATION_WEIGHTS:
-        outs = [m.mutate(p, rng, kind) for _ in range(5)]
-        assert any(o is not None and o != p for o in outs), kind
+        parent = sgd if kind == "ema" else p
+        outs = [m.mutate(parent, rng, kind) for _ in range(5)]
+        assert any(o is not None and o != parent for o in outs), kind
     # insert adds one statement, delete removes one
     assert len(m.mutate(p, rng, "insert").body) == len(p.body) + 1
     assert len(m.mutate(p, rng, "delete").body) == len(p.body) - 1
@@ -115,3 +118,77 @@ def test_program_json_round_trip_is_exact():
     p = with_lr_scale(prepare_init(load("nadam")), 1 / 3)
     q = program_from_json(program_to_json(p))
     assert q == p and q.defaults == p.defaults
+
+
+def test_the_ema_mutation_makes_momentum_from_sgd_in_one_step():
+    """Each child of ``lr * g`` under ``ema`` alone is momentum: after gradients g1, g2 the weight has
+    moved by lr * (1 - c) * g1, then lr * ((1 - c) * g2 + c * (1 - c) * g1), c the drawn decay."""
+    from discover import ProgramOptimizer
+
+    parent = prepare_init(parse("def f(w, g, *, lr=0.1):\n    return lr * g\n"))
+    only_ema = Mutator(weights={k: 0.0 for k in MUTATION_WEIGHTS} | {"ema": 1.0})
+    g1, g2 = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64), torch.tensor([3.0, 1.0, -1.0], dtype=torch.float64)
+    seen = set()
+    for seed in range(8):
+        child, _, how = only_ema.child(parent, random.Random(seed))
+        assert how == ["ema"]
+        c = next(a.value for s in child.body if s.op == "interp" for a in s.args[2:])
+        seen.add(unparse(child).splitlines()[-2].strip())
+        w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+        opt = ProgramOptimizer([w], child, lr=0.1, backend="reference")
+        w.grad = g1.clone()
+        opt.step()
+        assert torch.allclose(w.detach(), -0.1 * (1 - c) * g1, rtol=1e-12, atol=0)
+        w.grad = g2.clone()
+        opt.step()
+        want = -0.1 * (1 - c) * g1 - 0.1 * ((1 - c) * g2 + c * (1 - c) * g1)
+        assert torch.allclose(w.detach(), want, rtol=1e-12, atol=0)
+    assert len(seen) >= 2  # both places: the gradient inside the product, and the update itself
+
+
+def test_the_default_space_draws_exactly_as_before_ema_existed(monkeypatch):
+    """ema sits last at weight 0, so default searches (and runs made before it) are unchanged."""
+    import discover.search.mutate as mutate
+
+    parent = prepare_init(load("adamw"))
+
+    def children(m):
+        rng = random.Random(5)
+        return [(unparse(child), how) for child, _, how in (m.child(parent, rng) for _ in range(12))]
+
+    now = children(Mutator())
+    before = {k: v for k, v in MUTATION_WEIGHTS.items() if k != "ema"}
+    monkeypatch.setattr(mutate, "MUTATION_WEIGHTS", before)
+    assert children(Mutator()) == now
+    assert not any("ema" in how for _, how in now)
+
+
+def test_mutation_weights_are_checked():
+    from discover.search.mutate import mutation_weights
+
+    with pytest.raises(ValueError, match="unknown mutation 'emma'"):
+        mutation_weights({"emma": 1})
+    with pytest.raises(ValueError, match="must be a number >= 0"):
+        mutation_weights({"ema": -1})
+    with pytest.raises(ValueError, match="at least one mutation"):
+        mutation_weights({k: 0 for k in MUTATION_WEIGHTS})
+
+
+def test_search_takes_mutation_weights_from_the_command_line_and_old_configs_load():
+    from discover.cli import build_parser
+    from discover.commands.search import config_from_args
+    from discover.search.config import SearchConfig
+
+    parser = build_parser()
+    cfg = config_from_args(parser.parse_args(["search", "--mutations", "ema=1,insert=3", "--budget", "4"]))
+    assert cfg.mutations == {"ema": 1.0, "insert": 3.0}
+    assert cfg.validate().mutations == {"ema": 1.0, "insert": 3.0}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["search", "--mutations", "ema"])  # not NAME=WEIGHT: a usage error
+    with pytest.raises(ValueError, match="--mutations: unknown mutation 'momentum'"):
+        SearchConfig(budget=4, mutations={"momentum": 1}).validate()
+    with pytest.raises(ValueError, match="field 'mutations' must be an object of numbers by name"):
+        SearchConfig.from_json({**SearchConfig(budget=4).to_json(), "mutations": {"ema": "on"}})
+    old = SearchConfig(budget=4).to_json()
+    del old["mutations"]  # config.json of a run made before mutation weights
+    assert SearchConfig.from_json(old).mutations == {}
