@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import ctypes
 from array import array
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -65,6 +65,31 @@ OPCODES: dict[tuple[str, str], int] = {
         (name, key) for name, op in ALL_OPS.items() if not op.reduction for key, _ in op.cxx_forms())}
 _REDUCTIONS = [name for name, op in ALL_OPS.items() if op.reduction]
 _ACCUMULATE, _FINISH = -100, -200  # opcode of reduction j: _ACCUMULATE - j and _FINISH - j
+
+
+def member_hparams(names: Sequence[str], hparams: Mapping[str, Any], n: int) -> list[tuple[float, ...]]:
+    """Each of the `n` members' hyperparameters `names` as floats (a tensor holds one per member)."""
+    cols = []
+    for name in names:
+        v = hparams[name]
+        cols.append([float(x) for x in v.tolist()] if isinstance(v, torch.Tensor) else [float(v)] * n)
+    return list(zip(*cols)) if cols else [()] * n
+
+
+def member_constants(pre: Callable, hp_rows: list[tuple[float, ...]], scalars: list[list[float]], step: int,
+                     tail: list[float]) -> list[list[float]]:
+    """Each member's row of the interpreter's constant table: the scalar prologue `pre` of its
+    hyperparameters and scalar states, then `tail`; computed once per distinct set of values
+    (members of one candidate share them), shared by the C++ and the Triton interpreters."""
+    memo: dict = {}
+    rows = []
+    for i, hp in enumerate(hp_rows):
+        key = distinct(hp + tuple(col[i] for col in scalars))
+        row = memo.get(key)
+        if row is None:
+            row = memo[key] = list(pre(*hp, step, *(col[i] for col in scalars))) + tail
+        rows.append(row)
+    return rows
 
 
 def opcode(op: str, pattern: str) -> int:
@@ -392,14 +417,6 @@ def compile_population(program: Program) -> BatchedStep:
     nk = bc.ncols
     tail = [0.0] * len(bc.pd_vals) + bc.consts  # the kernel fills in the reductions' columns
 
-    def member_hparams(hparams: Mapping[str, Any], n: int) -> list[tuple[float, ...]]:
-        """Each member's hyperparameters as floats."""
-        cols = []
-        for name in hp_names:
-            v = hparams[name]
-            cols.append([float(x) for x in v.tolist()] if isinstance(v, torch.Tensor) else [float(v)] * n)
-        return list(zip(*cols)) if cols else [()] * n
-
     def step(params: list, grads: list, states: dict, step: int, hparams: Mapping[str, Any]) -> None:
         if not params:
             return
@@ -411,17 +428,8 @@ def compile_population(program: Program) -> BatchedStep:
         sizes = [_numel(p) for p in params]
         if fn is None or not cxx.raw_pointers_safe(lists, p0.dtype):
             return fallback(params, grads, states, step, hparams)
-        hp_rows = member_hparams(hparams, n)
         scal = [[float(x) for x in states[name][0].reshape(n).tolist()] for name in scalar_names]
-        memo: dict = {}
-        rows = []
-        for i in range(n):
-            key = distinct(hp_rows[i] + tuple(col[i] for col in scal))
-            r = memo.get(key)
-            if r is None:
-                out = pre(*hp_rows[i], step, *(col[i] for col in scal))
-                r = memo[key] = list(out) + tail
-            rows.append(r)
+        rows = member_constants(pre, member_hparams(hp_names, hparams, n), scal, step, tail)
         k = array("d", [x for r in rows for x in r]) if nk else array("d", [0.0])
         base = array("q", [_data_ptr(t) for t in zip(*lists) for t in t])
         member_numel = array("q", [s // n for s in sizes])

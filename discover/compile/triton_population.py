@@ -48,8 +48,9 @@ import torch
 from ..lang.ir import Program
 from .population_torch import BatchedStep, compile_batched
 from ..lang.ops import ALL_OPS
-from .lower import distinct, prologue, scalar_state_sources
-from .population_kernel import _ACCUMULATE, _FINISH, _REDUCTIONS, OPCODES, Bytecode, Unsupported
+from .lower import prologue, scalar_state_sources
+from .population_kernel import (_ACCUMULATE, _FINISH, _REDUCTIONS, OPCODES, Bytecode, Unsupported, member_constants,
+                                member_hparams)
 from .triton_common import (available, launch_options, load_module, prelude, quiet_numpy, reduction_finish,
                             reduction_term, runs_on)
 
@@ -298,13 +299,6 @@ def compile_triton_population(program: Program) -> BatchedStep:
     launches = [0]  # kernel launches so far (tests check the kernel ran, not a fallback)
     mirror: dict[str, tuple] = {}  # scalar state -> (the buffers' (pointer, version), host values)
 
-    def member_hparams(hparams: Mapping[str, Any], n: int) -> list[tuple[float, ...]]:
-        cols = []
-        for name in hp_names:
-            v = hparams[name]
-            cols.append([float(x) for x in v.tolist()] if isinstance(v, torch.Tensor) else [float(v)] * n)
-        return list(zip(*cols)) if cols else [()] * n
-
     def scalar_state(name: str, bufs: list, n: int) -> list[float]:
         """The members' values of a scalar state: from the host copy this step wrote last time,
         unless the buffers changed since (reading a device buffer waits for the device)."""
@@ -346,17 +340,8 @@ def compile_triton_population(program: Program) -> BatchedStep:
                 t.dtype == torch.float32 and t.device == device and t.is_contiguous() and t.numel() == q.numel()
                 for lst in lists for t, q in zip(lst, params))):
             return fallback(params, grads, states, step, hparams)
-        hp_rows = member_hparams(hparams, n)
         scal = [scalar_state(name, states[name], n) for name in scalar_names]
-        memo: dict = {}
-        rows = []
-        for i in range(n):
-            key = distinct(hp_rows[i] + tuple(col[i] for col in scal))
-            r = memo.get(key)
-            if r is None:
-                out = pre(*hp_rows[i], step, *(col[i] for col in scal))
-                r = memo[key] = list(out) + tail
-            rows.append(r)
+        rows = member_constants(pre, member_hparams(hp_names, hparams, n), scal, step, tail)
         sizes = tuple(_numel(p) // n for p in params)
         units, blocks, ufirst, nblocks, nunits, maxblocks = layout(sizes, n, device)
         # one row per unit (unit = param * n + member): the member's row, for every parameter
