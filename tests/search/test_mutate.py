@@ -192,3 +192,21 @@ def test_search_takes_mutation_weights_from_the_command_line_and_old_configs_loa
     old = SearchConfig(budget=4).to_json()
     del old["mutations"]  # config.json of a run made before mutation weights
     assert SearchConfig.from_json(old).mutations == {}
+
+
+def test_the_command_line_default_is_one_worker_per_core_up_to_the_tasks(monkeypatch):
+    import os
+
+    from discover.cli import build_parser
+    from discover.commands.search import config_from_args
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    parse = build_parser().parse_args
+    assert config_from_args(parse(["search"])).workers == 3  # 5 default tasks, 3 cores
+    assert config_from_args(parse(["search", "--tasks", "mlp,bow"])).workers == 2
+    assert config_from_args(parse(["search", "--workers", "1"])).workers == 1
+    assert config_from_args(parse(["search", "--device", "cuda"])).workers == 1
+    assert config_from_args(parse(["search", "--backend", "local"])).workers == 1
+    # on --resume the saved config's number stands unless --workers is given (the dataclass default is
+    # not a "given" option, see commands.search.run), so no machine-dependent default is applied there
+    assert config_from_args(parse(["search", "--resume", "x"])).workers == 1
