@@ -1,11 +1,16 @@
 """Helpers shared by the compile tests: run a program on several backends side by side."""
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 
 from discover import ProgramOptimizer, load
 from discover.compile import cxx, fused
+from discover.evaluate.work import ensure_lr
+from discover.search.mutate import Mutator, NoChild
+from discover.search.program import prune
 
 SHAPES = [(3, 4), (5,), (2, 2, 2), (7,), (1,)]
 
@@ -24,6 +29,24 @@ def run(program, backend, *, dtype=torch.float64, steps=20, skip=True, shapes=SH
             p.grad = None if (skip and j > 0 and (it + j) % 3 == 0) else g
         opt.step()
     return params, opt
+
+
+def random_programs(seed: int, n: int) -> list:
+    """`n` programs from search's mutator (1-6 mutations of adamw, lion, sgd, rmsprop or nadam),
+    pruned to what their update depends on; the same list for the same seed."""
+    rng = random.Random(seed)
+    mutator = Mutator()
+    bases = [ensure_lr(load(name)) for name in ("adamw", "lion", "sgd", "rmsprop", "nadam")]
+    out = []
+    while len(out) < n:
+        p = rng.choice(bases)
+        try:
+            for _ in range(rng.randint(1, 6)):
+                p, _, _ = mutator.child(p, rng)
+        except NoChild:
+            continue
+        out.append(prune(p))
+    return out
 
 
 def assert_close(a, b, dtype):

@@ -2,8 +2,6 @@
 (fused, population) as on the reference interpreter: what search feeds them is not only the classics."""
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
 
@@ -11,29 +9,10 @@ from discover import load, unparse
 from discover.compile import compile_step
 from discover.compile.population_torch import init_states
 from discover.compile.population_kernel import Unsupported, compile_population
-from discover.evaluate.work import ensure_lr
-from discover.search.mutate import Mutator, NoChild
-from discover.search.program import prune
-from _stepcheck import needs_compiler
+from _stepcheck import needs_compiler, random_programs
 
 SHAPES = [(3, 5), (7,)]
 STEPS = 2
-
-
-def _random_programs(seed: int, n: int) -> list:
-    rng = random.Random(seed)
-    mutator = Mutator()
-    bases = [ensure_lr(load(name)) for name in ("adamw", "lion", "sgd", "rmsprop", "nadam")]
-    out = []
-    while len(out) < n:
-        p = rng.choice(bases)
-        try:
-            for _ in range(rng.randint(1, 6)):
-                p, _, _ = mutator.child(p, rng)
-        except NoChild:
-            continue
-        out.append(prune(p))
-    return out
 
 
 def _start(seed: int):
@@ -60,7 +39,7 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
 @needs_compiler
 @pytest.mark.parametrize("seed", range(3))
 def test_population_kernel_matches_reference_on_random_programs(seed):
-    programs = _random_programs(seed, 25)
+    programs = random_programs(seed, 25)
     ran = 0
     for i, program in enumerate(programs):
         try:
@@ -85,7 +64,7 @@ def test_population_kernel_matches_reference_on_random_programs(seed):
 
 @needs_compiler
 def test_fused_kernel_matches_reference_on_random_programs():
-    for i, program in enumerate(_random_programs(100, 8)):  # each one is a compiler run
+    for i, program in enumerate(random_programs(100, 8)):  # each one is a compiler run
         for got, want in zip(_run(program, "fused", i), _run(program, "reference", i)):
             assert _close(got, want), unparse(program)
 
@@ -94,6 +73,6 @@ def test_fused_kernel_matches_reference_on_random_programs():
 def test_foreach_is_bit_identical_to_reference_on_random_programs(seed):
     # the foreach step reorders pure ops (`foreach.schedule`) and computes in place into dead
     # buffers; neither may change a single bit
-    for i, program in enumerate(_random_programs(seed, 25)):
+    for i, program in enumerate(random_programs(seed, 25)):
         for got, want in zip(_run(program, "foreach", i), _run(program, "reference", i)):
             assert bool(((got == want) | (torch.isnan(got) & torch.isnan(want))).all()), unparse(program)

@@ -22,9 +22,7 @@ from discover import ProgramOptimizer, builtin_names, load, parse, unparse
 from discover.compile import compile_step
 from discover.compile.population_torch import init_states
 from discover.evaluate.work import ensure_lr
-from discover.search.mutate import Mutator, NoChild
-from discover.search.program import prune
-from _stepcheck import assert_close
+from _stepcheck import assert_close, random_programs
 
 triton = pytest.importorskip("triton", reason="triton is not installed (pip install -e '.[gpu]'): "
                                               "the Triton kernels are not tested")
@@ -245,22 +243,6 @@ def test_bfloat16_store_rounds_float32_to_nearest_even():
 # --------------------------------------------------------------------------- random programs
 
 
-def _random_programs(seed: int, n: int) -> list:
-    rng = random.Random(seed)
-    mutator = Mutator()
-    bases = [ensure_lr(load(name)) for name in ("adamw", "lion", "sgd", "rmsprop", "nadam")]
-    out = []
-    while len(out) < n:
-        p = rng.choice(bases)
-        try:
-            for _ in range(rng.randint(1, 6)):
-                p, _, _ = mutator.child(p, rng)
-        except NoChild:
-            continue
-        out.append(prune(p))
-    return out
-
-
 def _start(seed: int, shapes, dtype=torch.float32):
     gen = torch.Generator().manual_seed(seed)
     w = [torch.randn(s, generator=gen, dtype=torch.float64).to(dtype).to(DEVICE) for s in shapes]
@@ -286,7 +268,7 @@ def _run_random(program, backend: str, seed: int, shapes, steps: int = 2) -> lis
 
 @pytest.mark.parametrize("seed", [0, pytest.param(1, marks=FULL), pytest.param(2, marks=FULL)])
 def test_step_matches_reference_on_random_programs(seed):
-    programs = _random_programs(seed, 25 if seed else 12)
+    programs = random_programs(seed, 25 if seed else 12)
     for i, program in enumerate(programs):
         want = _run_random(program, "reference", i, [(3, 5), (7,), (40,)])
         got = _run_random(program, "triton", i, [(3, 5), (7,), (40,)])
@@ -338,7 +320,7 @@ def test_population_kernel_matches_reference_on_adamw_with_three_members():
 @pytest.mark.parametrize("seed", [0, pytest.param(1, marks=FULL), pytest.param(2, marks=FULL)])
 def test_population_kernel_matches_reference_on_random_programs(seed):
     ran = 0
-    for i, program in enumerate(_random_programs(seed, 25 if seed else 5)):
+    for i, program in enumerate(random_programs(seed, 25 if seed else 5)):
         try:
             triton_population.Bytecode(ensure_lr(program))
         except triton_population.Unsupported:
