@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import ctypes
 from array import array
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -76,11 +76,12 @@ def member_hparams(names: Sequence[str], hparams: Mapping[str, Any], n: int) -> 
     return list(zip(*cols)) if cols else [()] * n
 
 
-def member_constants(pre: Callable, hp_rows: list[tuple[float, ...]], scalars: list[list[float]], step: int,
-                     tail: list[float]) -> list[list[float]]:
-    """Each member's row of the interpreter's constant table: the scalar prologue `pre` of its
-    hyperparameters and scalar states, then `tail`; computed once per distinct set of values
-    (members of one candidate share them), shared by the C++ and the Triton interpreters."""
+def member_constants(bc: "Bytecode", hparams: Mapping[str, Any], scalars: list[list[float]],
+                     step: int, n: int) -> list[list[float]]:
+    """Each of the `n` members' row of the interpreter's constant table: `bc`'s scalar prologue
+    of its hyperparameters and scalar states `scalars`, then `bc.tail`; computed once per distinct
+    set of values (members of one candidate share them), for the C++ and the Triton interpreters."""
+    pre, tail, hp_rows = bc.prologue, bc.tail, member_hparams(bc.hp_names, hparams, n)
     memo: dict = {}
     rows = []
     for i, hp in enumerate(hp_rows):
@@ -278,7 +279,9 @@ class Bytecode:
         if is_staged(low):  # torch calls per member: the torch batched step runs them
             raise Unsupported("staged ops (matrix, row/column or group ops)")
         self.low = low
-        self.k_vals = prologue(low).outputs
+        pro = prologue(low)
+        self.prologue = pro.fn  # the scalar prologue, run on the host per distinct member setting
+        self.k_vals = pro.outputs
         self.k_col = {v.id: j for j, v in enumerate(self.k_vals)}
         self.pd_vals = [i.dst for i in low.instrs if i.dst.level == PD]
         self.pd_col = {v.id: len(self.k_vals) + j for j, v in enumerate(self.pd_vals)}
@@ -299,6 +302,12 @@ class Bytecode:
             self._emit_reduction_pass(rp)
         self._emit_body()
         self.ncols = len(self.k_vals) + len(self.pd_vals) + len(self.consts)
+        # what a step needs on the host, for the C++ and the Triton interpreter alike
+        self.hp_names = low.program.hparam_names
+        self.scalar_names = [s.name for s, _ in low.states if s.scalar]
+        self.scalar_out = scalar_state_sources(low, self.k_col)
+        self.tensor_state_names = [s.name for s, _ in self.tensor_states]
+        self.tail = [0.0] * len(self.pd_vals) + self.consts  # the kernel fills in the reductions' columns
 
     # ---------------------------------------------------------------- operands
     def _scalar(self, a: Any) -> int:
@@ -407,15 +416,8 @@ def compile_population(program: Program) -> BatchedStep:
     lib = interpreter()
     fns = {torch.float32: lib.discover_population_f32, torch.float64: lib.discover_population_f64}
     fallback = compile_batched(program)
-    low = bc.low
-    pre = prologue(low).fn
-    hp_names = low.program.hparam_names
-    scalar_names = [s.name for s, _ in low.states if s.scalar]
-    scalar_out = scalar_state_sources(low, bc.k_col)
-    tensor_state_names = [s.name for s, _ in bc.tensor_states]
     code = array("i", bc.code)
     nk = bc.ncols
-    tail = [0.0] * len(bc.pd_vals) + bc.consts  # the kernel fills in the reductions' columns
 
     def step(params: list, grads: list, states: dict, step: int, hparams: Mapping[str, Any]) -> None:
         if not params:
@@ -424,18 +426,18 @@ def compile_population(program: Program) -> BatchedStep:
         n = p0.shape[0]
         fn = fns.get(p0.dtype)
         lists = [params, grads] if bc.uses_g else [params]
-        lists += [states[name] for name in tensor_state_names]
+        lists += [states[name] for name in bc.tensor_state_names]
         sizes = [_numel(p) for p in params]
         if fn is None or not cxx.raw_pointers_safe(lists, p0.dtype):
             return fallback(params, grads, states, step, hparams)
-        scal = [[float(x) for x in states[name][0].reshape(n).tolist()] for name in scalar_names]
-        rows = member_constants(pre, member_hparams(hp_names, hparams, n), scal, step, tail)
+        scal = [[float(x) for x in states[name][0].reshape(n).tolist()] for name in bc.scalar_names]
+        rows = member_constants(bc, hparams, scal, step, n)
         k = array("d", [x for r in rows for x in r]) if nk else array("d", [0.0])
         base = array("q", [_data_ptr(t) for t in zip(*lists) for t in t])
         member_numel = array("q", [s // n for s in sizes])
         fn(code.buffer_info()[0], len(code), bc.nin, bc.nregs, len(params), n, base.buffer_info()[0],
            member_numel.buffer_info()[0], k.buffer_info()[0], nk, bc.nacc, torch.get_num_threads())
-        for name, src in scalar_out:
+        for name, src in bc.scalar_out:
             vals = torch.tensor([r[src] if isinstance(src, int) else src for r in rows], dtype=torch.float64)
             for buf in states[name]:
                 buf.copy_(vals.view(buf.shape))

@@ -48,9 +48,7 @@ import torch
 from ..lang.ir import Program
 from .population_torch import BatchedStep, compile_batched
 from ..lang.ops import ALL_OPS
-from .lower import prologue, scalar_state_sources
-from .population_kernel import (_ACCUMULATE, _FINISH, _REDUCTIONS, OPCODES, Bytecode, Unsupported, member_constants,
-                                member_hparams)
+from .population_kernel import _ACCUMULATE, _FINISH, _REDUCTIONS, OPCODES, Bytecode, Unsupported, member_constants
 from .triton_common import (available, launch_options, load_module, prelude, quiet_numpy, reduction_finish,
                             reduction_term, runs_on)
 
@@ -284,15 +282,8 @@ def compile_triton_population(program: Program) -> BatchedStep:
     bc = Bytecode(program)
     mod = kernels()
     fallback = compile_batched(program)
-    low = bc.low
-    pre = prologue(low).fn
-    hp_names = low.program.hparam_names
-    scalar_names = [s.name for s, _ in low.states if s.scalar]
-    scalar_out = scalar_state_sources(low, bc.k_col)
-    tensor_state_names = [s.name for s, _ in bc.tensor_states]
     segments = _segments(bc.code)
     nk = max(bc.ncols, 1)
-    tail = [0.0] * len(bc.pd_vals) + bc.consts  # the kernel fills in the reductions' columns
     code_dev: dict[torch.device, torch.Tensor] = {}
     layouts: dict[tuple, tuple] = {}
     tabs: dict[tuple, torch.Tensor] = {}  # pointer tables by the pointers they hold
@@ -335,13 +326,13 @@ def compile_triton_population(program: Program) -> BatchedStep:
         n = p0.shape[0]
         device = p0.device
         lists = [params, grads] if bc.uses_g else [params]
-        lists += [states[name] for name in tensor_state_names]
+        lists += [states[name] for name in bc.tensor_state_names]
         if not (runs_on(device.type) and p0.dtype == torch.float32 and all(
                 t.dtype == torch.float32 and t.device == device and t.is_contiguous() and t.numel() == q.numel()
                 for lst in lists for t, q in zip(lst, params))):
             return fallback(params, grads, states, step, hparams)
-        scal = [scalar_state(name, states[name], n) for name in scalar_names]
-        rows = member_constants(pre, member_hparams(hp_names, hparams, n), scal, step, tail)
+        scal = [scalar_state(name, states[name], n) for name in bc.scalar_names]
+        rows = member_constants(bc, hparams, scal, step, n)
         sizes = tuple(_numel(p) // n for p in params)
         units, blocks, ufirst, nblocks, nunits, maxblocks = layout(sizes, n, device)
         # one row per unit (unit = param * n + member): the member's row, for every parameter
@@ -376,7 +367,7 @@ def compile_triton_population(program: Program) -> BatchedStep:
                     mod.pop_scalar[(-(-nunits // UNITS),)](code, start, count, units, ufirst, ktab, nk, part,
                                                           max(bc.nacc, 1), nunits, maxblocks, UNITS=UNITS,
                                                           num_warps=NUM_WARPS, **launch_options())
-        for name, src in scalar_out:
+        for name, src in bc.scalar_out:
             values = [r[src] if isinstance(src, int) else src for r in rows]
             host = torch.tensor(values, dtype=torch.float32)
             vals = _to_device(host, torch.float32, device)
