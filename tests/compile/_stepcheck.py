@@ -31,6 +31,21 @@ def run(program, backend, *, dtype=torch.float64, steps=20, skip=True, shapes=SH
     return params, opt
 
 
+LOWP = [torch.bfloat16, torch.float16]
+# Hyperparameters exactly representable in float32, so a float32 kernel and the float64
+# reference start from the same numbers. With 0.1 the two would differ by float32 0.1's
+# error, and where a result cancels to ~1e-9 (m = lerp(m, g, 0.1) with 0.9 m ~ -0.1 g) that
+# flips its sign: no float32 computation can be within 1 ulp there.
+DYADIC = dict(lr=2.0 ** -7, weight_decay=2.0 ** -4, beta1=0.875, beta2=1 - 2.0 ** -8, eps=2.0 ** -20,
+              momentum=0.875, dampening=0.125, alpha=1 - 2.0 ** -7)
+
+
+def ordered_bits(x: torch.Tensor) -> torch.Tensor:
+    """16-bit floats as integers in value order (adjacent values differ by 1; +0 and -0 are 0)."""
+    bits = x.contiguous().view(torch.int16).to(torch.int32)
+    return torch.where(bits < 0, -(bits & 0x7FFF), bits)
+
+
 def random_programs(seed: int, n: int) -> list:
     """`n` programs from search's mutator (1-6 mutations of adamw, lion, sgd, rmsprop or nadam),
     pruned to what their update depends on; the same list for the same seed."""

@@ -16,33 +16,20 @@ import torch
 
 from discover import ProgramOptimizer, load
 from discover.compile import compile_step, cxx, cxx_forms, fused
-from _stepcheck import needs_compiler
+from _stepcheck import DYADIC, LOWP, needs_compiler, ordered_bits
 
-LOWP = [torch.bfloat16, torch.float16]
 PROGRAMS = ["adam", "adamw", "lion", "momentum", "rmsprop"]
 # sizes not divisible by 8 or 16 (vector tails), a 1-element tensor, and a bucket above the
 # kernel's threading threshold so the multi-threaded split runs too
 SHAPES = [(37,), (4, 33), (1,), (1003,), (70_001,)]
 POSITIVE_STATES = {"v", "sq"}  # second-moment states, nonnegative by construction
-# Hyperparameters exactly representable in float32, so the float32 kernel and the float64
-# reference start from the same numbers. With 0.1 the two would differ by float32 0.1's
-# error, and where a result cancels to ~1e-9 (m = lerp(m, g, 0.1) with 0.9 m ~ -0.1 g) that
-# flips its sign: no float32 computation can be within 1 ulp there.
-DYADIC = dict(lr=2.0 ** -7, weight_decay=2.0 ** -4, beta1=0.875, beta2=1 - 2.0 ** -8, eps=2.0 ** -20,
-              momentum=0.875, dampening=0.125, alpha=1 - 2.0 ** -7)
-
-
-def _ordered(x: torch.Tensor) -> torch.Tensor:
-    """16-bit floats as integers in value order (adjacent values differ by 1; +0 and -0 are 0)."""
-    bits = x.contiguous().view(torch.int16).to(torch.int32)
-    return torch.where(bits < 0, -(bits & 0x7FFF), bits)
 
 
 def ulps(a: torch.Tensor, b: torch.Tensor) -> int:
     """Largest distance between `a` and `b` in units in the last place of their (16-bit) dtype."""
     assert a.dtype == b.dtype and a.dtype in LOWP
     assert not a.isnan().any() and not b.isnan().any()
-    return int((_ordered(a) - _ordered(b)).abs().max())
+    return int((ordered_bits(a) - ordered_bits(b)).abs().max())
 
 
 def _hparams(program, **overrides: float) -> dict[str, float]:

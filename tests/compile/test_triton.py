@@ -22,7 +22,7 @@ from discover import ProgramOptimizer, builtin_names, load, parse, unparse
 from discover.compile import compile_step
 from discover.compile.population_torch import init_states
 from discover.evaluate.work import ensure_lr
-from _stepcheck import assert_close, random_programs
+from _stepcheck import DYADIC, LOWP, assert_close, ordered_bits, random_programs
 
 triton = pytest.importorskip("triton", reason="triton is not installed (pip install -e '.[gpu]'): "
                                               "the Triton kernels are not tested")
@@ -145,21 +145,11 @@ def test_kernel_source_holds_no_hyperparameter_values():
 # --------------------------------------------------------------------------- 16-bit dtypes
 
 
-LOWP = [torch.bfloat16, torch.float16]
-DYADIC = dict(lr=2.0 ** -7, weight_decay=2.0 ** -4, beta1=0.875, beta2=1 - 2.0 ** -8, eps=2.0 ** -20,
-              momentum=0.875, dampening=0.125, alpha=1 - 2.0 ** -7)
-
-
-def _ordered(x: torch.Tensor) -> torch.Tensor:
-    bits = x.contiguous().view(torch.int16).to(torch.int32)
-    return torch.where(bits < 0, -(bits & 0x7FFF), bits)
-
-
 def ulps(a: torch.Tensor, b: torch.Tensor) -> int:
     """Largest distance between 16-bit `a` and `b` in units in the last place (NaN must match)."""
     assert torch.equal(a.isnan(), b.isnan())
     keep = ~a.isnan()
-    return int((_ordered(a[keep]) - _ordered(b[keep])).abs().max()) if keep.any() else 0
+    return int((ordered_bits(a[keep]) - ordered_bits(b[keep])).abs().max()) if keep.any() else 0
 
 
 @pytest.mark.parametrize("dtype", [pytest.param(torch.bfloat16, id="bf16"), pytest.param(torch.float16, id="f16")])
