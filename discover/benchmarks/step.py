@@ -287,8 +287,7 @@ def main(args: argparse.Namespace) -> int:
     kernel = f"discover {kernel_backend(device, args.kernel)}"
     programs = list(args.programs)
     from ..library import load
-    for name in programs:  # an unknown name fails here, with the list of built-ins, not mid-table
-        load(name)
+    loaded = {name: load(name) for name in programs}  # an unknown name fails here, with the built-ins, not mid-table
     budgets = tuple(args.foreach_budgets)
     print("discover bench step: median microseconds per optimizer.step(); ratio = discover / other (< 1: discover faster)")
     print(malloc_note())
@@ -324,9 +323,8 @@ def main(args: argparse.Namespace) -> int:
         print()
     if device.type == "cpu" and kernel == "discover fused":
         from ..compile.lower import staged_reason
-        from ..library import load
 
-        staged = [p for p in programs if staged_reason(load(p))]
+        staged = [p for p in programs if staged_reason(loaded[p])]
         if staged:
             print(f"{', '.join(staged)}: matrix, row/column or group ops, run as torch calls between foreach "
                   "passes (so 'discover fused' is the foreach step; see README, Backends)")
